@@ -1,0 +1,81 @@
+package chunker
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+)
+
+// Event names of the stream at /sse/<path>.
+const (
+	// EventMeta opens every stream; its data is a Meta.
+	EventMeta = "meta"
+	// EventBlock carries one block; its id is the block's offset.
+	EventBlock = "block"
+	// EventEnd closes a complete stream; its data is an End.
+	EventEnd = "end"
+)
+
+// Block encodings. Identity is the default; a client asks for the others
+// with the query parameter encoding=zstd,gzip.
+const (
+	Identity = "identity"
+	Zstd     = "zstd"
+	Gzip     = "gzip"
+)
+
+// Meta is the payload of the meta event: the file version and the byte span
+// [Start, End) whose blocks this response sends.
+type Meta struct {
+	Size      int64  `json:"size"`
+	BlockSize int    `json:"block_size"`
+	ETag      string `json:"etag"`
+	Start     int64  `json:"start"`
+	End       int64  `json:"end"`
+}
+
+// End is the payload of the end event: the digests of the whole file, which
+// a client checks after it holds every block.
+type End struct {
+	Size    int64  `json:"size"`
+	XXH3128 string `json:"xxh3_128"`
+	SHA256  string `json:"sha256"`
+}
+
+// Negotiate picks the encoding for a stream from a client's comma-separated
+// list. Unknown names are ignored; zstd is preferred to gzip; with no usable
+// name the stream is sent as Identity.
+func Negotiate(accept string) string {
+	best := Identity
+	for name := range strings.SplitSeq(accept, ",") {
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case Zstd:
+			return Zstd
+		case Gzip:
+			best = Gzip
+		}
+	}
+	return best
+}
+
+// AppendEvent appends one SSE event with a JSON payload to dst. An empty id
+// writes no id field (an empty "id:" would clear a browser's Last-Event-ID).
+func AppendEvent(dst []byte, id, event string, payload any) []byte {
+	data, err := json.Marshal(payload)
+	if err != nil {
+		panic("chunker: cannot marshal " + event + " payload: " + err.Error()) // only our own types reach here
+	}
+	if id != "" {
+		dst = append(dst, "id: "...)
+		dst = append(dst, id...)
+		dst = append(dst, '\n')
+	}
+	dst = append(dst, "event: "...)
+	dst = append(dst, event...)
+	dst = append(dst, "\ndata: "...)
+	dst = append(dst, data...)
+	return append(dst, "\n\n"...)
+}
+
+// FormatOffset writes a block offset as an event id.
+func FormatOffset(off int64) string { return strconv.FormatInt(off, 10) }
