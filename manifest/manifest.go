@@ -1,0 +1,173 @@
+package manifest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/ferry-dev/ferry/chunker"
+	"github.com/zeebo/xxh3"
+)
+
+// Version is the manifest format version this package writes and reads.
+const Version = 1
+
+// maxJSON bounds the size of a manifest a client will read: 64 MiB holds the
+// hashes of a 800 GiB file at 256 KiB blocks.
+const maxJSON = 64 << 20
+
+// Hash is the xxh3-64 of one block, written in JSON as 16 lowercase hex.
+type Hash uint64
+
+// MarshalText implements encoding.TextMarshaler.
+func (h Hash) MarshalText() ([]byte, error) { return []byte(chunker.FormatHash(uint64(h))), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (h *Hash) UnmarshalText(b []byte) error {
+	v, err := chunker.ParseHash(string(b))
+	if err != nil {
+		return fmt.Errorf("%w: block hash %q", ErrInvalid, b)
+	}
+	*h = Hash(v)
+	return nil
+}
+
+// Manifest describes one version of a file.
+type Manifest struct {
+	Version   int       `json:"version"`
+	Path      string    `json:"path"`
+	Size      int64     `json:"size"`
+	BlockSize int       `json:"block_size"`
+	Blocks    int64     `json:"blocks"`
+	MTime     time.Time `json:"mtime"`
+	ETag      string    `json:"etag"`
+	Hashes    []Hash    `json:"hashes"`
+	XXH3128   string    `json:"xxh3_128"`
+	SHA256    string    `json:"sha256"`
+}
+
+// ETag names the version of a file with the given size and modification
+// time cut at blockSize. It reads nothing: equal stats give equal etags.
+func ETag(size int64, mtime time.Time, blockSize int) string {
+	b := make([]byte, 0, 48)
+	b = strconv.AppendInt(b, size, 16)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, mtime.UnixNano(), 16)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, int64(blockSize), 16)
+	return string(b)
+}
+
+// Digests are the whole-file digests of a version.
+type Digests struct {
+	XXH3128 string
+	SHA256  string
+}
+
+// Summer computes the whole-file digests as the blocks go by, in order.
+type Summer struct {
+	x *xxh3.Hasher128
+	s interface {
+		io.Writer
+		Sum([]byte) []byte
+	}
+}
+
+// NewSummer returns a Summer at the start of a file.
+func NewSummer() *Summer { return &Summer{x: xxh3.New128(), s: sha256.New()} }
+
+// Write adds the next bytes of the file.
+func (s *Summer) Write(p []byte) (int, error) {
+	s.x.Write(p)
+	s.s.Write(p)
+	return len(p), nil
+}
+
+// Digests returns the digests of everything written so far.
+func (s *Summer) Digests() Digests {
+	x := s.x.Sum128().Bytes()
+	return Digests{XXH3128: hex.EncodeToString(x[:]), SHA256: hex.EncodeToString(s.s.Sum(nil))}
+}
+
+// Build reads size bytes of r and returns the manifest of that version.
+// It checks ctx between blocks.
+func Build(ctx context.Context, r io.ReaderAt, path string, size int64, mtime time.Time, blockSize int) (*Manifest, error) {
+	c, err := chunker.New(r, size, blockSize)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manifest{
+		Version: Version, Path: path, Size: size, BlockSize: blockSize, Blocks: c.Count(),
+		MTime: mtime.UTC(), ETag: ETag(size, mtime, blockSize), Hashes: make([]Hash, c.Count()),
+	}
+	sum := NewSummer()
+	for i := range c.Count() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		_, b, err := c.Block(i)
+		if err != nil {
+			return nil, err
+		}
+		m.Hashes[i] = Hash(chunker.Hash(b))
+		sum.Write(b)
+	}
+	d := sum.Digests()
+	m.XXH3128, m.SHA256 = d.XXH3128, d.SHA256
+	return m, nil
+}
+
+// Decode reads and validates one JSON manifest.
+func Decode(r io.Reader) (*Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(io.LimitReader(r, maxJSON))
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Validate checks that m is internally consistent.
+func (m *Manifest) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+	}
+	switch {
+	case m.Version != Version:
+		return bad("format version %d, want %d", m.Version, Version)
+	case m.Size < 0:
+		return bad("negative size %d", m.Size)
+	case chunker.CheckBlockSize(m.BlockSize) != nil:
+		return bad("block size %d out of range", m.BlockSize)
+	case m.Blocks != chunker.Count(m.Size, m.BlockSize):
+		return bad("%d blocks for %d bytes at block size %d", m.Blocks, m.Size, m.BlockSize)
+	case int64(len(m.Hashes)) != m.Blocks:
+		return bad("%d hashes for %d blocks", len(m.Hashes), m.Blocks)
+	case m.ETag == "":
+		return bad("no etag")
+	case !isHex(m.XXH3128, 32):
+		return bad("xxh3_128 %q is not 32 hex digits", m.XXH3128)
+	case !isHex(m.SHA256, 64):
+		return bad("sha256 %q is not 64 hex digits", m.SHA256)
+	}
+	return nil
+}
+
+// Digests returns the whole-file digests of m.
+func (m *Manifest) Digests() Digests { return Digests{XXH3128: m.XXH3128, SHA256: m.SHA256} }
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
