@@ -1,0 +1,84 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// httpStatus maps an error to its HTTP status, once, at the handler
+// boundary. Errors not listed are internal: 500, and their text stays in the
+// log, never in a response.
+func httpStatus(err error) (int, string) {
+	var he *echo.HTTPError
+	switch {
+	case errors.Is(err, errNotFound):
+		return http.StatusNotFound, "not found"
+	case errors.Is(err, errBadRange), errors.Is(err, errBadLastEventID):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, errUnsatisfiable), errors.Is(err, errMultiRange):
+		return http.StatusRequestedRangeNotSatisfiable, err.Error()
+	case errors.Is(err, errChangedVersion):
+		return http.StatusPreconditionFailed, err.Error()
+	case errors.Is(err, errTooManyStreams):
+		return http.StatusServiceUnavailable, err.Error()
+	case errors.Is(err, errUnauthenticated):
+		return http.StatusUnauthorized, err.Error()
+	case errors.As(err, &he):
+		return he.Code, http.StatusText(he.Code)
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
+// handleError writes err as a JSON body {"error": "...", "status": N}.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	code, msg := httpStatus(err)
+	if code == http.StatusInternalServerError {
+		s.log.Error("internal error", "path", c.Request().URL.Path, "err", err)
+	}
+	if code == http.StatusServiceUnavailable {
+		c.Response().Header().Set("Retry-After", "2")
+	}
+	if c.Request().Method == http.MethodHead {
+		c.NoContent(code)
+		return
+	}
+	c.JSON(code, map[string]any{"error": msg, "status": code})
+}
+
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		return next(c)
+	}
+}
+
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		r := c.Request()
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", c.Response().Status), slog.Int64("bytes", c.Response().Size),
+			slog.Duration("duration", time.Since(start)), slog.String("remote", r.RemoteAddr))
+		return nil
+	}
+}

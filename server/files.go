@@ -1,0 +1,156 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/ferry-dev/ferry/manifest"
+	"github.com/labstack/echo/v4"
+)
+
+// file is one opened version of a served file.
+type file struct {
+	rel  string
+	f    *os.File
+	info fs.FileInfo
+	etag string
+}
+
+func (f *file) key(blockSize int) manifest.Key {
+	return manifest.Key{Path: f.rel, Size: f.info.Size(), MTimeNano: f.info.ModTime().UnixNano(), Inode: inode(f.info), BlockSize: blockSize}
+}
+
+// open resolves the request path after prefix and opens that file.
+func (s *Server) open(r *http.Request, prefix string) (*file, error) {
+	escaped, ok := strings.CutPrefix(r.URL.EscapedPath(), prefix)
+	if !ok {
+		return nil, errNotFound
+	}
+	rel, err := cleanPath(escaped)
+	if err != nil {
+		return nil, err
+	}
+	f, info, err := openFile(s.root, rel)
+	if err != nil {
+		return nil, err
+	}
+	return &file{rel: rel, f: f, info: info, etag: manifest.ETag(info.Size(), info.ModTime(), s.cfg.BlockSize)}, nil
+}
+
+// checkPin enforces a version pin (query v= or If-Match) against etag.
+func checkPin(r *http.Request, etag string) error {
+	if v := r.URL.Query().Get("v"); v != "" && !matchesETag(v, etag) {
+		return errChangedVersion
+	}
+	if h := r.Header.Get("If-Match"); h != "" && !matchesETag(h, etag) {
+		return errChangedVersion
+	}
+	return nil
+}
+
+// handleFile serves raw bytes with Range, If-Range and ETag, so that curl -C -,
+// wget -c and aria2c resume against the same server.
+func (s *Server) handleFile(c echo.Context) error {
+	f, err := s.open(c.Request(), "/files/")
+	if err != nil {
+		return err
+	}
+	defer f.f.Close()
+	if err := checkPin(c.Request(), f.etag); err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h.Set("ETag", `"`+f.etag+`"`)
+	h.Set("Accept-Ranges", "bytes")
+	http.ServeContent(c.Response(), c.Request(), f.info.Name(), f.info.ModTime(), f.f)
+	return nil
+}
+
+// manifestOf returns the manifest of an opened file version, computing it
+// once per version. A file that changes while it is hashed yields
+// errChangedVersion and nothing is cached.
+func (s *Server) manifestOf(ctx context.Context, f *file) (*manifest.Manifest, error) {
+	key := f.key(s.cfg.BlockSize)
+	return s.cache.Get(ctx, key, func(ctx context.Context) (*manifest.Manifest, error) {
+		// The computation outlives the request that started it, so it reads
+		// through a handle of its own, checked to be the same version.
+		g, info, err := openFile(s.root, f.rel)
+		if err != nil {
+			return nil, errChangedVersion
+		}
+		defer g.Close()
+		own := &file{rel: f.rel, f: g, info: info}
+		if own.key(s.cfg.BlockSize) != key {
+			return nil, errChangedVersion
+		}
+		m, err := manifest.Build(ctx, g, f.rel, info.Size(), info.ModTime(), s.cfg.BlockSize)
+		if err != nil {
+			return nil, fmt.Errorf("hash %s: %w", f.rel, err)
+		}
+		if !own.unchanged() {
+			return nil, errChangedVersion
+		}
+		return m, nil
+	})
+}
+
+func (s *Server) handleManifest(c echo.Context) error {
+	f, err := s.open(c.Request(), "/manifest/")
+	if err != nil {
+		return err
+	}
+	defer f.f.Close()
+	if err := checkPin(c.Request(), f.etag); err != nil {
+		return err
+	}
+	m, err := s.manifestOf(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("ETag", `"`+m.ETag+`"`)
+	c.Response().Header().Set("Cache-Control", "no-cache")
+	return c.JSON(http.StatusOK, m)
+}
+
+// Entry is one file in the /api/files listing.
+type Entry struct {
+	Path  string `json:"path"`
+	Size  int64  `json:"size"`
+	ETag  string `json:"etag"`
+	MTime string `json:"mtime"`
+}
+
+// handleList lists every regular file under the root that /sse/ would serve.
+func (s *Server) handleList(c echo.Context) error {
+	var entries []Entry
+	fsys := s.root.FS()
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == "." || d.IsDir() {
+			return nil // an unreadable folder is skipped, not fatal
+		}
+		if validRel(p) != nil {
+			return nil // a name /sse/ could not serve
+		}
+		info, err := fs.Stat(fsys, p) // follows symlinks, but only inside the root
+		if err != nil || !info.Mode().IsRegular() {
+			return nil
+		}
+		entries = append(entries, Entry{Path: p, Size: info.Size(), ETag: manifest.ETag(info.Size(), info.ModTime(), s.cfg.BlockSize),
+			MTime: info.ModTime().UTC().Format("2006-01-02T15:04:05.999999999Z07:00")})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(entries, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+	if entries == nil {
+		entries = []Entry{}
+	}
+	c.Response().Header().Set("Cache-Control", "no-cache")
+	return c.JSON(http.StatusOK, entries)
+}

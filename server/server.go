@@ -1,0 +1,157 @@
+// Package server is Ferry's HTTP server: it streams files under a root as
+// Server-Sent Events of verified blocks (/sse/), serves their raw bytes
+// (/files/), their manifests (/manifest/) and a listing (/api/files).
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ferry-dev/ferry/chunker"
+	"github.com/ferry-dev/ferry/manifest"
+	"github.com/labstack/echo/v4"
+)
+
+// Config configures a Server. The zero value of every field but Root is a
+// usable default.
+type Config struct {
+	// Root is the directory whose files are served. Required.
+	Root string
+	// BlockSize is the block size in bytes, from chunker.MinBlockSize to
+	// chunker.MaxBlockSize. Default chunker.DefaultBlockSize (256 KiB).
+	BlockSize int
+	// Retry is the reconnection delay sent to clients in the retry field.
+	// Default 1.5 s.
+	Retry time.Duration
+	// Heartbeat is how long a stream may stay silent before it sends a
+	// comment, so that clients and proxies see it alive. Default 15 s.
+	Heartbeat time.Duration
+	// WriteTimeout bounds each write to a client; a client that accepts no
+	// bytes for this long is dropped. Default 30 s.
+	WriteTimeout time.Duration
+	// CacheDir keeps computed manifests across restarts. Empty: memory only.
+	CacheDir string
+	// Logger receives access logs. Default: discard.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Root == "" {
+		return errors.New("server: no root directory")
+	}
+	if c.BlockSize == 0 {
+		c.BlockSize = chunker.DefaultBlockSize
+	}
+	if err := chunker.CheckBlockSize(c.BlockSize); err != nil {
+		return err
+	}
+	if c.Retry <= 0 {
+		c.Retry = 1500 * time.Millisecond
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Server serves one root directory. It is an http.Handler.
+type Server struct {
+	cfg   Config
+	root  *os.Root
+	cache *manifest.Cache
+	echo  *echo.Echo
+	log   *slog.Logger
+
+	// done is closed by Shutdown: open streams end after their current
+	// block. closing, under mu, keeps new streams from starting after that.
+	done    chan struct{}
+	mu      sync.Mutex
+	closing bool
+	streams sync.WaitGroup
+}
+
+// New opens cfg.Root and returns a Server for it. Call Close when done.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	cache, err := manifest.NewCache(cfg.CacheDir, 0)
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, root: root, cache: cache, log: cfg.Logger, done: make(chan struct{})}
+	s.echo = s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.recoverPanics, s.accessLog)
+	e.GET("/sse/*", s.handleStream)
+	e.GET("/files/*", s.handleFile)
+	e.HEAD("/files/*", s.handleFile)
+	e.GET("/manifest/*", s.handleManifest)
+	e.GET("/api/files", s.handleList)
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	return e
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Shutdown asks every open stream to end after its current block, without
+// an end event (so clients reconnect and resume elsewhere or later), and
+// waits for them until ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.done)
+	}
+	s.mu.Unlock()
+	idle := make(chan struct{})
+	go func() { s.streams.Wait(); close(idle) }()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close releases the root directory.
+func (s *Server) Close() error { return s.root.Close() }
+
+// HTTPServer returns an http.Server for s with the timeouts a public
+// streaming server needs: headers must arrive promptly (slowloris), idle
+// keep-alive connections are closed, and there is no server-wide
+// WriteTimeout, which would cut long streams; streams set a deadline per write.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}

@@ -1,0 +1,267 @@
+package server
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ferry-dev/ferry/chunker"
+	"github.com/ferry-dev/ferry/manifest"
+	"github.com/labstack/echo/v4"
+)
+
+// Stream outcomes, as logged.
+const (
+	outcomeComplete  = "complete"
+	outcomeGone      = "client gone"
+	outcomeChanged   = "file changed"
+	outcomeShutdown  = "shutdown"
+	outcomeWriteFail = "write failed"
+	outcomeReadFail  = "read failed"
+)
+
+// handleStream serves GET /sse/<path>: a meta event, one block event per
+// block of the requested span, and an end event with the file's digests.
+// docs/PROTOCOL.md is the reference for every byte it writes.
+func (s *Server) handleStream(c echo.Context) error {
+	r := c.Request()
+	f, err := s.open(r, "/sse/")
+	if err != nil {
+		return err
+	}
+	defer f.f.Close()
+	if err := checkPin(r, f.etag); err != nil {
+		return err
+	}
+	size, bs := f.info.Size(), s.cfg.BlockSize
+	q := r.URL.Query()
+
+	rangeSpec := r.Header.Get("Range")
+	if rangeSpec == "" && q.Has("range") {
+		rangeSpec = "bytes=" + q.Get("range")
+	}
+	want, err := parseRange(rangeSpec, size)
+	if err != nil {
+		return err
+	}
+	out := blockSpan(want, size, bs)
+
+	lastID := r.Header.Get("Last-Event-ID") // the header wins over the query
+	if lastID == "" {
+		lastID = q.Get("lastEventId")
+	}
+	if lastID != "" {
+		held, err := parseLastEventID(lastID, size, bs)
+		if err != nil {
+			return err
+		}
+		out.start = max(out.start, held+int64(bs))
+		if out.start >= out.end {
+			return c.NoContent(http.StatusNoContent) // nothing left: tells EventSource to stop
+		}
+	}
+
+	if !s.enter() {
+		return errTooManyStreams
+	}
+	defer s.streams.Done()
+
+	st := &stream{
+		s: s, f: f, span: out, w: c.Response(), rc: http.NewResponseController(c.Response()),
+		enc: s.encoder(chunker.Negotiate(q.Get("encoding"))),
+	}
+	defer s.putEncoder(st.enc)
+	start := time.Now()
+	outcome := st.run(r)
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "stream",
+		slog.String("path", f.rel), slog.String("etag", f.etag), slog.Int64("start", out.start), slog.Int64("end", out.end),
+		slog.Int64("blocks", st.blocks), slog.Int64("bytes", st.bytes), slog.String("encoding", st.enc.Encoding()),
+		slog.Duration("duration", time.Since(start)), slog.String("outcome", outcome), slog.String("remote", r.RemoteAddr))
+	return nil
+}
+
+// stream is one response of /sse/ after its headers are decided.
+type stream struct {
+	s      *Server
+	f      *file
+	span   span
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	enc    *chunker.Encoder
+	bytes  int64 // bytes written, framing included
+	blocks int64 // block events written
+}
+
+// run writes the stream and returns its outcome.
+func (st *stream) run(r *http.Request) string {
+	s, f := st.s, st.f
+	size, bs := f.info.Size(), s.cfg.BlockSize
+	ctx := r.Context()
+
+	h := st.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("ETag", `"`+f.etag+`"`)
+	st.w.WriteHeader(http.StatusOK)
+
+	head := []byte("retry: " + strconv.FormatInt(s.cfg.Retry.Milliseconds(), 10) + "\n")
+	head = chunker.AppendEvent(head, "", chunker.EventMeta, chunker.Meta{
+		Size: size, BlockSize: bs, ETag: f.etag, Start: st.span.start, End: st.span.end,
+	})
+	if err := st.write(head); err != nil {
+		return outcomeWriteFail
+	}
+
+	// The whole-file digests for the end event: from the cache, computed
+	// here as the blocks go by (a whole-file stream), or computed beside the
+	// stream by the cache (a ranged or resumed one). No block waits for them.
+	key := f.key(bs)
+	cached, _ := s.cache.Lookup(key)
+	var sum *manifest.Summer
+	var hashes []manifest.Hash
+	var pending chan manifestResult
+	switch {
+	case cached != nil:
+	case st.span.start == 0 && st.span.end == size:
+		sum = manifest.NewSummer()
+		hashes = make([]manifest.Hash, 0, chunker.Count(size, bs))
+	default:
+		pending = make(chan manifestResult, 1)
+		go func() { // exits when the manifest is ready or ctx is done
+			m, err := s.manifestOf(ctx, f)
+			pending <- manifestResult{m, err}
+		}()
+	}
+
+	chunks, err := chunker.New(f.f, size, bs)
+	if err != nil {
+		return outcomeReadFail
+	}
+	for i := st.span.start / int64(bs); i < chunker.Count(st.span.end, bs); i++ {
+		select {
+		case <-ctx.Done():
+			return outcomeGone
+		case <-s.done:
+			return outcomeShutdown
+		default:
+		}
+		off, raw, err := chunks.Block(i)
+		if err != nil {
+			return outcomeChanged // the file shrank
+		}
+		hash := chunker.Hash(raw)
+		if cached != nil && uint64(cached.Hashes[i]) != hash || !f.unchanged() {
+			return outcomeChanged
+		}
+		if sum != nil {
+			sum.Write(raw)
+			hashes = append(hashes, manifest.Hash(hash))
+		}
+		if err := st.write(st.enc.Frame(off, raw, hash)); err != nil {
+			return outcomeWriteFail
+		}
+		st.blocks++
+	}
+
+	var end chunker.End
+	switch {
+	case cached != nil:
+		end = chunker.End{Size: size, XXH3128: cached.XXH3128, SHA256: cached.SHA256}
+	case sum != nil:
+		d := sum.Digests()
+		end = chunker.End{Size: size, XXH3128: d.XXH3128, SHA256: d.SHA256}
+		s.cache.Put(key, &manifest.Manifest{
+			Version: manifest.Version, Path: f.rel, Size: size, BlockSize: bs, Blocks: int64(len(hashes)),
+			MTime: f.info.ModTime().UTC(), ETag: f.etag, Hashes: hashes, XXH3128: d.XXH3128, SHA256: d.SHA256,
+		})
+	default:
+		m, outcome := st.await(ctx, pending)
+		if m == nil {
+			return outcome
+		}
+		end = chunker.End{Size: size, XXH3128: m.XXH3128, SHA256: m.SHA256}
+	}
+	if err := st.write(chunker.AppendEvent(nil, "", chunker.EventEnd, end)); err != nil {
+		return outcomeWriteFail
+	}
+	return outcomeComplete
+}
+
+type manifestResult struct {
+	m   *manifest.Manifest
+	err error
+}
+
+// await waits for the manifest computed beside a ranged stream, sending a
+// heartbeat comment whenever the stream has been silent for a while.
+func (st *stream) await(ctx interface{ Done() <-chan struct{} }, pending <-chan manifestResult) (*manifest.Manifest, string) {
+	tick := time.NewTicker(st.s.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case res := <-pending:
+			if res.err != nil || res.m.ETag != st.f.etag {
+				return nil, outcomeChanged
+			}
+			return res.m, ""
+		case <-tick.C:
+			if err := st.write([]byte(": ping\n\n")); err != nil {
+				return nil, outcomeWriteFail
+			}
+		case <-ctx.Done():
+			return nil, outcomeGone
+		case <-st.s.done:
+			return nil, outcomeShutdown
+		}
+	}
+}
+
+// write sends p with a fresh write deadline and flushes it to the client.
+func (st *stream) write(p []byte) error {
+	deadline := time.Now().Add(st.s.cfg.WriteTimeout)
+	if err := st.rc.SetWriteDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	n, err := st.w.Write(p)
+	st.bytes += int64(n)
+	if err != nil {
+		return err
+	}
+	return st.rc.Flush()
+}
+
+// unchanged reports whether the open file still has the size and
+// modification time it had when the stream began.
+func (f *file) unchanged() bool {
+	now, err := f.f.Stat()
+	return err == nil && now.Size() == f.info.Size() && now.ModTime().Equal(f.info.ModTime())
+}
+
+// enter registers a stream unless the server is shutting down.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.streams.Add(1)
+	return true
+}
+
+// encoders are pooled per encoding: a zstd encoder is costly to build.
+var encoderPools sync.Map // encoding → *sync.Pool
+
+func (s *Server) encoder(encoding string) *chunker.Encoder {
+	p, _ := encoderPools.LoadOrStore(encoding, &sync.Pool{New: func() any { return chunker.NewEncoder(encoding) }})
+	return p.(*sync.Pool).Get().(*chunker.Encoder)
+}
+
+func (s *Server) putEncoder(e *chunker.Encoder) {
+	if p, ok := encoderPools.Load(e.Encoding()); ok {
+		p.(*sync.Pool).Put(e)
+	}
+}
