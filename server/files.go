@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
@@ -8,8 +9,10 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ferry-dev/ferry/manifest"
+	"github.com/ferry-dev/ferry/server/web"
 	"github.com/labstack/echo/v4"
 )
 
@@ -153,4 +156,23 @@ func (s *Server) handleList(c echo.Context) error {
 	}
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	return c.JSON(http.StatusOK, entries)
+}
+
+// handleAsset serves the embedded page at / and its files by name.
+func (s *Server) handleAsset(c echo.Context) error {
+	name := c.Param("asset")
+	if name == "" {
+		name = "index.html"
+	}
+	if validRel(name) != nil || strings.Contains(name, "/") {
+		return errNotFound
+	}
+	b, err := fs.ReadFile(web.FS(), name)
+	if err != nil {
+		return errNotFound
+	}
+	c.Response().Header().Set("Cache-Control", "no-cache")
+	c.Response().Header().Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(c.Response(), c.Request(), name, time.Time{}, bytes.NewReader(b))
+	return nil
 }

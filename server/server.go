@@ -111,6 +111,8 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/manifest/*", s.handleManifest)
 	e.GET("/api/files", s.handleList)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/", s.handleAsset)
+	e.GET("/:asset", s.handleAsset)
 	return e
 }
 
