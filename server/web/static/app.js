@@ -1,0 +1,293 @@
+// app.js: the page at /. It lists the server's files and shows each download
+// made with ferry.js; the work itself happens in ferry.js's workers.
+import * as ferry from "/ferry.js";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+
+/** downloads maps a path to its card; window.ferryPage exposes it for debugging and tests. */
+const downloads = new Map();
+window.ferryPage = { downloads };
+
+let files = []; // from /api/files
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") el.className = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (v !== false && v != null) el.setAttribute(k, v === true ? "" : v);
+  }
+  el.append(...children.filter((c) => c != null));
+  return el;
+}
+
+function size(n) {
+  if (n < 0 || n == null) return "";
+  const u = ["bytes", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  for (; n >= 1000 && i < u.length - 1; i++) n /= 1000;
+  return i === 0 ? `${n} ${n === 1 ? "byte" : "bytes"}` : `${n.toFixed(n < 10 ? 2 : 1)} ${u[i]}`;
+}
+
+function duration(s) {
+  if (s == null || !isFinite(s)) return "";
+  s = Math.ceil(s);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function sseURL(path) {
+  return "/sse/" + path.split("/").map(encodeURIComponent).join("/");
+}
+
+// Card is one download on the page.
+class Card {
+  constructor(path, total) {
+    this.path = path;
+    this.total = total;
+    this.log = [];
+    this.dl = null;
+    this.result = null;
+    this.el = h("li", { class: "dl", "data-path": path, "data-state": "starting" },
+      h("div", { class: "dl-head" }, h("span", { class: "name", title: path }, path), h("span", { class: "size muted" }, size(total))),
+      h("progress", { max: 1, value: 0 }),
+      h("div", { class: "stats muted" }),
+      h("p", { class: "notice", hidden: true }),
+      h("p", { class: "message", role: "status", hidden: true }),
+      h("div", { class: "verified", hidden: true }),
+      h("div", { class: "actions" }),
+      h("details", { class: "log" }, h("summary", {}, "Details"), h("ol")),
+    );
+    $("#downloads").prepend(this.el);
+    $("#downloads-section").hidden = false;
+    downloads.set(path, this);
+  }
+
+  // start downloads the file, resuming from storage when it is there.
+  start(etag) {
+    this.setError("");
+    this.el.classList.remove("failed");
+    this.dl = ferry.download(sseURL(this.path), {
+      etag,
+      onProgress: (p) => this.show(p),
+      onLog: (e) => this.addLog(e),
+    });
+    this.actions("active");
+    this.dl.done.then((r) => this.finished(r), (err) => this.failed(err));
+  }
+
+  show(p) {
+    this.progress = p;
+    const el = this.el;
+    el.dataset.state = p.state;
+    el.dataset.bytes = p.bytes;
+    el.dataset.total = p.total;
+    el.dataset.reconnects = p.reconnects;
+    el.dataset.corrupt = p.corrupt;
+    if (p.total >= 0) this.total = p.total;
+    $(".size", el).textContent = size(this.total);
+    $("progress", el).value = p.total > 0 ? p.bytes / p.total : p.total === 0 ? 1 : 0;
+    const parts = [`${size(p.bytes)} of ${size(p.total)}`];
+    if (p.state === "downloading" && p.rate > 0) parts.push(`${size(p.rate)}/s`, `${duration(p.eta)} left`);
+    if (p.state === "paused") parts.push("paused");
+    if (p.state === "checking") parts.push("checking");
+    if (p.reconnects) parts.push(`${p.reconnects} reconnect${p.reconnects > 1 ? "s" : ""}`);
+    if (p.corrupt) parts.push(`${p.corrupt} bad block${p.corrupt > 1 ? "s" : ""} fetched again`);
+    if (p.storage === "memory") parts.push("in memory");
+    $(".stats", el).textContent = parts.join(" · ");
+    const notice = $(".notice", el);
+    notice.hidden = !p.notice;
+    notice.textContent = p.notice;
+    const warn = p.state === "waiting" || p.state === "reconnecting";
+    this.setError(warn ? p.message : "", "warn");
+    if (p.state === "paused" || p.state === "downloading") this.actions(p.state === "paused" ? "paused" : "active");
+  }
+
+  addLog(e) {
+    this.log.push(e);
+    const time = new Date(e.t).toLocaleTimeString();
+    $(".log ol", this.el).append(h("li", {}, h("span", { class: "muted" }, time + " "), e.text));
+  }
+
+  setError(text, kind = "error") {
+    const m = $(".message", this.el);
+    m.hidden = !text;
+    m.textContent = text;
+    m.className = `message ${kind}`;
+  }
+
+  actions(mode) {
+    const a = $(".actions", this.el);
+    a.replaceChildren();
+    const btn = (label, fn, cls = "") => h("button", { type: "button", class: cls, onclick: fn }, label);
+    switch (mode) {
+      case "active":
+        a.append(btn("Pause", () => this.dl?.pause()), btn("Cancel", () => this.cancel(), "quiet"));
+        break;
+      case "paused":
+        a.append(btn("Resume", () => (this.dl ? this.dl.resume() : this.start())), btn("Cancel", () => this.cancel(), "quiet"));
+        break;
+      case "done":
+        a.append(
+          h("a", { class: "button primary", href: this.result.objectURL(), download: this.result.name }, "Save file"),
+          btn("Remove", () => this.removeDone(), "quiet"),
+        );
+        break;
+      case "failed":
+        a.append(btn("Try again", () => this.start()), btn("Remove", () => this.cancel(), "quiet"));
+        break;
+    }
+  }
+
+  async cancel() {
+    if (this.dl?.worker) {
+      this.dl.cancel();
+      await this.dl.done.catch(() => {});
+    } else {
+      await ferry.remove({ key: this.key ?? (await keyOf(this.path)) });
+    }
+    this.drop();
+  }
+
+  async removeDone() {
+    await this.result?.remove();
+    this.drop();
+  }
+
+  drop() {
+    downloads.delete(this.path);
+    this.el.remove();
+    $("#downloads-section").hidden = downloads.size === 0;
+    renderFiles();
+  }
+
+  finished(r, restored = false) {
+    this.result = r;
+    this.key = r.key;
+    const el = this.el;
+    el.dataset.state = "done";
+    el.dataset.bytes = r.size;
+    el.dataset.total = r.size;
+    el.dataset.sha256 = r.sha256;
+    el.classList.add("done");
+    $("progress", el).value = 1;
+    $(".size", el).textContent = size(r.size);
+    const st = r.stats;
+    $(".stats", el).textContent = restored ? `${size(r.size)} · kept in this browser` :
+      [size(r.size), st?.reconnects ? `${st.reconnects} reconnects` : "", st?.corrupt ? `${st.corrupt} bad blocks fetched again` : "",
+        r.storage === "memory" ? "held in memory" : ""].filter(Boolean).join(" · ");
+    this.setError("");
+    const local = h("span", { class: "local muted" });
+    $(".verified", el).replaceChildren(
+      h("span", { class: "mark" }, "✓ Verified"),
+      h("span", { class: "muted" }, " every block and the whole file · SHA-256 "),
+      h("code", { class: "sha" }, r.sha256),
+      local,
+    );
+    $(".verified", el).hidden = false;
+    this.actions("done");
+    renderFiles();
+    const check = () => {
+      local.replaceChildren(" · checking here…");
+      ferry.checkSHA256(r.file, { onProgress: (b, t) => (local.textContent = ` · checking here… ${Math.floor((100 * b) / t)} %`) })
+        .then((hex) => {
+          el.dataset.sha256Local = hex;
+          local.textContent = hex === r.sha256 ? " · the same computed here ✓" : ` · computed here: ${hex} ✗ differs`;
+          local.classList.toggle("bad", hex !== r.sha256);
+        }, (err) => (local.textContent = ` · could not check here: ${err.message}`));
+    };
+    if (restored) local.append(" · ", h("button", { type: "button", class: "link", onclick: check }, "check SHA-256 here"));
+    else check();
+  }
+
+  failed(err) {
+    if (err.code === "cancelled") return;
+    this.el.dataset.state = "error";
+    this.el.dataset.error = err.code;
+    this.el.classList.add("failed");
+    this.setError(err.message);
+    this.actions(err.code === "not-found" ? "failed-gone" : "failed");
+    if (err.code === "not-found") {
+      $(".actions", this.el).append(h("button", { type: "button", class: "quiet", onclick: () => this.cancel() }, "Remove"));
+    }
+    this.addLog({ t: Date.now(), kind: "error", text: err.message });
+  }
+}
+
+async function keyOf(path) {
+  const entry = (await ferry.stored()).find((e) => e.path === path);
+  return entry?.key ?? "";
+}
+
+function renderFiles() {
+  const ul = $("#files");
+  ul.replaceChildren();
+  for (const f of files) {
+    const card = downloads.get(f.path);
+    const busy = card && card.el.dataset.state !== "error";
+    const label = !card ? "Download" : card.result ? "Downloaded" : busy ? "Downloading" : "Download";
+    ul.append(h("li", { "data-path": f.path },
+      h("span", { class: "name", title: f.path }, f.path),
+      h("span", { class: "size muted" }, size(f.size)),
+      h("button", { type: "button", class: "primary", disabled: busy, onclick: () => startFile(f) }, label),
+    ));
+  }
+  $("#files-status").hidden = files.length > 0;
+  if (!files.length) $("#files-status").textContent = "No files are served here.";
+}
+
+function startFile(f) {
+  let card = downloads.get(f.path);
+  if (!card) card = new Card(f.path, f.size);
+  card.start(f.etag);
+  renderFiles();
+}
+
+async function showStorage() {
+  const note = $("#storage");
+  if (!ferry.opfs) {
+    note.textContent = "This browser has no private file system for downloads, so files are kept in memory: very large files may not fit.";
+    note.hidden = false;
+    note.classList.add("warn");
+    return;
+  }
+  const est = await navigator.storage.estimate?.().catch(() => null);
+  if (est?.quota) {
+    note.textContent = `Downloads are kept in this browser's storage until you remove them (${size(est.quota - est.usage)} free).`;
+    note.hidden = false;
+  }
+}
+
+async function restore() {
+  for (const e of await ferry.stored().catch(() => [])) {
+    if (downloads.has(e.path)) continue;
+    const card = new Card(e.path, e.size);
+    card.key = e.key;
+    if (e.status === "done") {
+      card.finished(await ferry.open(e), true);
+    } else if (e.status === "active") {
+      card.start(); // interrupted by a reload or a crash: carry on
+    } else {
+      card.show({ state: "paused", bytes: e.bytes, total: e.size, reconnects: 0, corrupt: 0, notice: "", message: "" });
+      card.actions("paused");
+    }
+  }
+}
+
+async function listFiles() {
+  try {
+    const res = await fetch("/api/files", { cache: "no-store" });
+    if (!res.ok) throw new Error(`the server answered ${res.status}`);
+    files = await res.json();
+    renderFiles();
+  } catch (err) {
+    $("#files-status").textContent = `Could not list the files: ${err.message}. Is the server running?`;
+    $("#files-status").classList.add("error");
+  }
+}
+
+showStorage();
+await restore();
+await listFiles();
+document.body.dataset.ready = "true";

@@ -1,0 +1,842 @@
+// ferry-worker.js: the download of one file, in a dedicated worker started
+// by ferry.js. The page only sends commands and shows progress; the stream,
+// base64 decoding, hashing and writing all happen here.
+//
+// The download is a state machine:
+//
+//   open storage → (resuming: ask the manifest, re-verify stored blocks)
+//   → stream the missing blocks → verify the whole file → flush → done
+//
+// with detours: a cut stream is resumed by the browser's EventSource itself
+// (it sends Last-Event-ID); when EventSource gives up, diagnose() asks the
+// manifest endpoint why and reopens, restarts against a changed file, waits
+// with backoff, or fails. docs/BROWSER.md describes it in prose.
+import { createXXHash3, createXXHash128, createSHA256 } from "./hashes.js";
+
+// The state file of a download: a JSON header padded with spaces to
+// HEADER bytes, then one bit per block (1: verified and written).
+const HEADER = 16384;
+const STATE_VERSION = 1;
+const FLUSH_BYTES = 64 << 20; // flush the data file at least this often
+const FLUSH_MS = 2000; // … or after this long
+const PROGRESS_MS = 100; // at most one progress message per this long
+const MAX_BACKOFF_MS = 30000;
+const AUTO_RETRIES = 3; // browser reconnects without progress before diagnose()
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+// FerryError codes; ferry.js turns them into Error objects with the same code.
+const NOT_FOUND = "not-found", STORAGE_FULL = "storage-full", CHECKSUM = "checksum",
+  BUSY = "busy", FAILED = "failed", CHANGED = "changed";
+
+class FerryError extends Error {
+  constructor(code, message, status = 0) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+let job = null;
+
+onmessage = (e) => {
+  const m = e.data;
+  switch (m.type) {
+    case "start":
+      job = new Job(m);
+      job.run();
+      break;
+    case "pause":
+      job?.pause();
+      break;
+    case "resume":
+      job?.resume();
+      break;
+    case "cancel":
+      job?.cancel();
+      break;
+    case "sha256":
+      sha256OfFile(m.file);
+      break;
+  }
+};
+
+// sha256OfFile hashes a File (or Blob) without holding it in memory.
+async function sha256OfFile(file) {
+  try {
+    const sha = (await createSHA256()).init();
+    const step = 4 << 20;
+    let last = 0;
+    for (let at = 0; at < file.size; at += step) {
+      sha.update(new Uint8Array(await file.slice(at, at + step).arrayBuffer()));
+      if (performance.now() - last > PROGRESS_MS) {
+        last = performance.now();
+        postMessage({ type: "sha256-progress", bytes: Math.min(at + step, file.size), total: file.size });
+      }
+    }
+    postMessage({ type: "sha256", hex: sha.digest("hex") });
+  } catch (err) {
+    postMessage({ type: "error", error: { code: FAILED, message: String(err?.message ?? err) } });
+  }
+}
+
+class Job {
+  constructor(m) {
+    this.url = m.url; // absolute /sse/<path> URL, no query
+    this.path = m.path;
+    this.manifestURL = m.manifestURL;
+    this.etag = m.etag || ""; // the version the download is pinned to
+    this.compress = m.compress !== false;
+    this.wantSHA = !!m.sha256; // compute SHA-256 here as blocks arrive
+    this.storageKind = m.storage === "memory" ? "memory" : "opfs";
+    this.onChange = m.onChange === "fail" ? "fail" : "restart";
+
+    this.size = -1; // unknown until the first meta event or manifest
+    this.bs = 0;
+    this.n = 0;
+    this.have = null; // bitmap of verified blocks
+    this.count = 0; // verified blocks
+    this.bytes = 0; // verified bytes
+    this.expect = null; // {xxh3_128, sha256} of the pinned version
+
+    this.es = null;
+    this.lastOffset = -1; // offset of the last block event processed
+    this.queue = null; // promise chain while a gzip block is being decoded
+    this.state = "starting";
+    this.message = "";
+    this.finished = false;
+    this.paused = false;
+    this.timer = 0;
+    this.fails = 0; // diagnose() rounds since the last verified block
+    this.autoRetries = 0; // browser reconnects since the last verified block
+
+    this.stats = { reconnects: 0, corrupt: 0, duplicates: 0, reused: 0, streams: 0 };
+    this.received = 0; // block bytes accepted from the network (for the rate)
+    this.samples = [];
+    this.lastProgress = 0;
+    this.unflushed = 0;
+    this.lastFlush = performance.now();
+  }
+
+  // run starts the download: storage, then resume checks, then the stream.
+  async run() {
+    try {
+      [this.x3, this.x128, this.sha] = await Promise.all([createXXHash3(), createXXHash128(), createSHA256()]);
+      this.key = "f-" + this.x3.init().update(enc.encode(this.path)).digest("hex");
+      this.store = await openStore(this.storageKind, this.key);
+      this.storageKind = this.store.kind;
+      const h = this.store.readHeader();
+      if (h && h.path === this.path && h.size >= 0 && h.block_size > 0) {
+        await this.resumeFrom(h);
+      } else {
+        this.log("start", `Downloading ${this.path}`);
+        this.open();
+      }
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  // resumeFrom picks up a download found in storage: it asks the server
+  // whether the stored version is still current and re-reads every stored
+  // block against the manifest, so a block is trusted only once verified.
+  async resumeFrom(h) {
+    this.setVersion(h.size, h.block_size, h.etag);
+    this.store.readBitmap(this.have);
+    const stored = popcount(this.have);
+    this.log("resume", `Found ${stored} of ${this.n} blocks in storage`);
+    this.setState("checking", "Checking the server for the stored version");
+    const m = await this.manifest(true);
+    if (!m) return; // diagnose() took over
+    if (m.etag !== this.etag) {
+      return this.restart(m);
+    }
+    this.expect = { xxh3_128: m.xxh3_128, sha256: m.sha256 };
+    this.setState("checking", "Verifying stored blocks");
+    const kept = await this.reverify(m.hashes);
+    this.log("verified", `${kept} of ${stored} stored blocks verified; fetching ${this.n - kept} blocks`);
+    this.open();
+  }
+
+  // setVersion sizes the bitmap and storage for one version of the file.
+  setVersion(size, bs, etag) {
+    const resized = size !== this.size || bs !== this.bs;
+    this.size = size;
+    this.bs = bs;
+    this.etag = etag;
+    this.n = Math.ceil(size / bs);
+    if (resized || !this.have) {
+      this.have = new Uint8Array(Math.ceil(this.n / 8));
+      this.buf = new Uint8Array(bs);
+      this.scratch = new Uint8Array(bs);
+    }
+    this.store.truncate(size, HEADER + this.have.length, bs);
+    this.writeHeader("active");
+    this.resetDigest();
+  }
+
+  blockLen(i) {
+    return Math.min(this.bs, this.size - i * this.bs);
+  }
+  bit(i) {
+    return (this.have[i >> 3] >> (i & 7)) & 1;
+  }
+  setBit(i, on) {
+    const b = i >> 3;
+    this.have[b] = on ? this.have[b] | (1 << (i & 7)) : this.have[b] & ~(1 << (i & 7));
+    this.store.writeBitmapByte(this.have, b);
+  }
+
+  writeHeader(status) {
+    this.store.writeHeader({
+      v: STATE_VERSION, path: this.path, url: this.url, etag: this.etag, size: this.size,
+      block_size: this.bs, status, xxh3_128: this.expect?.xxh3_128 ?? "", sha256: this.expect?.sha256 ?? "",
+      updated: new Date().toISOString(),
+    });
+  }
+
+  // reverify re-reads the stored blocks and keeps those whose xxh3-64 is in
+  // hashes; the others are fetched again.
+  async reverify(hashes) {
+    let kept = 0;
+    for (let i = 0; i < this.n; i++) {
+      if (!this.bit(i)) continue;
+      const b = this.scratch.subarray(0, this.blockLen(i));
+      if (i >= hashes.length || this.store.read(b, i * this.bs) !== b.length || this.x3.init().update(b).digest("hex") !== hashes[i]) {
+        this.setBit(i, false);
+        continue;
+      }
+      kept++;
+      this.count++;
+      this.bytes += b.length;
+      this.advanceDigest(i, b);
+      if (kept % 64 === 0) {
+        this.progress();
+        await yieldTask(); // let pause and cancel through
+        if (this.finished) return kept;
+      }
+    }
+    return kept;
+  }
+
+  // restart moves the download to a new version of the file, keeping the
+  // stored blocks whose hashes still match.
+  async restart(m) {
+    const had = this.count;
+    this.closeStream();
+    const old = this.have, oldN = this.n;
+    this.count = this.bytes = 0;
+    const sameBlocks = m.block_size === this.bs;
+    this.expect = null;
+    this.setVersion(m.size, m.block_size, m.etag);
+    this.expect = { xxh3_128: m.xxh3_128, sha256: m.sha256 };
+    this.writeHeader("active");
+    if (sameBlocks && old !== this.have) {
+      for (let i = 0; i < Math.min(oldN, this.n); i++) if ((old[i >> 3] >> (i & 7)) & 1) this.setBit(i, true);
+    } else if (!sameBlocks) {
+      this.have.fill(0);
+      this.store.writeBitmap(this.have);
+    }
+    const kept = await this.reverify(m.hashes);
+    this.stats.reused += kept;
+    const msg = `The file changed on the server; restarted with the new version, keeping ${kept} of ${had} verified blocks that still match`;
+    this.log("changed", msg);
+    this.notice = msg;
+    this.open();
+  }
+
+  resetDigest() {
+    this.next = 0; // the whole-file digests cover blocks [0, next)
+    this.x128.init();
+    if (this.wantSHA) this.sha.init();
+  }
+
+  // advanceDigest feeds the whole-file hashers in block order: block i
+  // (whose bytes are data) if it is next, then any following blocks already
+  // stored, read back from storage.
+  advanceDigest(i, data) {
+    if (i === this.next) {
+      this.x128.update(data);
+      if (this.wantSHA) this.sha.update(data);
+      this.next++;
+    }
+    while (this.next < this.n && this.bit(this.next)) {
+      const b = this.scratch.subarray(0, this.blockLen(this.next));
+      this.store.read(b, this.next * this.bs);
+      this.x128.update(b);
+      if (this.wantSHA) this.sha.update(b);
+      this.next++;
+    }
+  }
+
+  // missing returns the first run of blocks not yet verified, as byte
+  // offsets [start, end), or null.
+  missing() {
+    let i = 0;
+    while (i < this.n && this.bit(i)) i++;
+    if (i === this.n) return null;
+    let j = i;
+    while (j < this.n && !this.bit(j)) j++;
+    return { start: i * this.bs, end: Math.min(j * this.bs, this.size) };
+  }
+
+  // open starts a stream for the first run of missing blocks, or finishes.
+  open() {
+    if (this.paused || this.finished) return;
+    this.closeStream();
+    const q = new URLSearchParams();
+    if (this.etag) q.set("v", this.etag);
+    if (this.compress) q.set("encoding", "gzip");
+    if (this.size >= 0) {
+      const run = this.missing();
+      if (!run) return this.finish();
+      if (run.start > 0) q.set("lastEventId", String(run.start - this.bs));
+      if (run.end < this.size) q.set("range", `${run.start}-${run.end - 1}`);
+    }
+    const es = new EventSource(this.url + "?" + q);
+    this.es = es;
+    this.setState("downloading", "");
+    es.addEventListener("meta", (ev) => this.guard(es, () => this.onMeta(es, ev)));
+    es.addEventListener("block", (ev) => this.guard(es, () => this.onBlock(es, ev)));
+    es.addEventListener("end", (ev) => this.guard(es, () => this.onEnd(es, ev)));
+    es.addEventListener("error", () => this.guard(es, () => this.onError(es)));
+  }
+
+  closeStream() {
+    if (this.es) {
+      this.es.close();
+      this.es = null;
+    }
+    this.queue = null;
+  }
+
+  // guard runs an event handler of the current stream, in order after any
+  // block still being decoded, and turns exceptions into failures.
+  guard(es, fn) {
+    if (es !== this.es || this.finished) return;
+    const run = () => {
+      if (es !== this.es || this.finished) return;
+      try {
+        return fn();
+      } catch (err) {
+        this.fail(err);
+      }
+    };
+    if (this.queue) {
+      const q = this.queue.then(run).finally(() => {
+        if (this.queue === q) this.queue = null;
+      });
+      this.queue = q;
+    } else {
+      const r = run();
+      if (r instanceof Promise) {
+        const q = r.finally(() => {
+          if (this.queue === q) this.queue = null;
+        });
+        this.queue = q;
+      }
+    }
+  }
+
+  onMeta(es, ev) {
+    const m = JSON.parse(ev.data);
+    this.stats.streams++;
+    this.log("stream", `Stream ${this.stats.streams} starts at byte ${m.start}`, { start: m.start, end: m.end, last: this.lastOffset });
+    if (!this.etag || this.size < 0) {
+      this.checkQuota(m.size);
+      this.setVersion(m.size, m.block_size, m.etag); // pinned from here on
+    } else if (m.etag !== this.etag) {
+      // The browser reconnected to a URL that was not pinned and got a new
+      // version: take no block of it.
+      this.closeStream();
+      this.log("changed", "The file changed on the server");
+      return this.diagnose();
+    }
+  }
+
+  onBlock(es, ev) {
+    const s = ev.data;
+    // The payload is one JSON object whose "data" string is several hundred
+    // KB of base64: cut it out and parse only the small rest as JSON.
+    const k = s.indexOf('"data":"');
+    const q = k < 0 ? -1 : s.indexOf('"', k + 8);
+    let f;
+    try {
+      f = JSON.parse(s.slice(0, k) + '"data":0' + s.slice(q + 1));
+    } catch {
+      return this.corrupt(Number(ev.lastEventId), "unreadable block event");
+    }
+    const off = f.offset, i = off / this.bs;
+    this.lastOffset = off;
+    if (k < 0 || q < 0 || !Number.isInteger(i) || i < 0 || i >= this.n || f.length !== this.blockLen(i) ||
+        ev.lastEventId !== String(off) || !/^[0-9a-f]{16}$/.test(f.hash)) {
+      return this.corrupt(off, "malformed block event");
+    }
+    if (this.bit(i)) {
+      this.stats.duplicates++;
+      return;
+    }
+    const b64 = s.slice(k + 8, q);
+    let r;
+    try {
+      r = this.buf.setFromBase64(b64);
+    } catch {
+      return this.corrupt(off, "bad base64");
+    }
+    if (r.read !== b64.length) return this.corrupt(off, "block longer than announced");
+    const data = this.buf.subarray(0, r.written);
+    switch (f.encoding) {
+      case "identity":
+        return this.accept(i, data, f.hash);
+      case "gzip":
+        return gunzip(data, f.length).then(
+          (raw) => (es === this.es ? this.accept(i, raw, f.hash) : undefined),
+          () => this.corrupt(off, "bad gzip data"),
+        );
+      default:
+        return this.corrupt(off, `unknown encoding ${f.encoding}`);
+    }
+  }
+
+  // accept verifies one decoded block and stores it.
+  accept(i, data, hash) {
+    if (data.length !== this.blockLen(i) || this.x3.init().update(data).digest("hex") !== hash) {
+      return this.corrupt(i * this.bs, "checksum mismatch");
+    }
+    if (this.bit(i)) {
+      this.stats.duplicates++;
+      return;
+    }
+    this.store.write(data, i * this.bs);
+    this.setBit(i, true);
+    this.count++;
+    this.bytes += data.length;
+    this.received += data.length;
+    this.unflushed += data.length;
+    this.fails = this.autoRetries = 0;
+    this.message = "";
+    this.advanceDigest(i, data);
+    const now = performance.now();
+    if (this.unflushed >= FLUSH_BYTES || now - this.lastFlush >= FLUSH_MS) this.flush();
+    if (now - this.lastProgress >= PROGRESS_MS) this.progress();
+  }
+
+  // corrupt handles a block that failed verification: the stream is
+  // dropped and reopened at the first missing block, which is fetched again.
+  corrupt(off, why) {
+    this.stats.corrupt++;
+    this.log("corrupt", `Block at byte ${off} failed verification (${why}); fetching it again`, { offset: off });
+    this.closeStream();
+    this.open();
+  }
+
+  onEnd(es, ev) {
+    const end = JSON.parse(ev.data);
+    this.closeStream(); // or the browser reconnects forever
+    if (end.size !== this.size) return this.diagnose();
+    this.expect = { xxh3_128: end.xxh3_128, sha256: end.sha256 };
+    this.open(); // the next missing run, or finish
+  }
+
+  onError(es) {
+    if (es.readyState === EventSource.CONNECTING && ++this.autoRetries <= AUTO_RETRIES) {
+      // The browser reconnects by itself, sending Last-Event-ID.
+      this.stats.reconnects++;
+      this.log("reconnect", "Connection lost; reconnecting");
+      this.setState("reconnecting", "Connection lost; reconnecting…");
+      return;
+    }
+    // The browser gave up (any non-200 answer closes an EventSource), or it
+    // keeps failing: find out why before trying again.
+    this.closeStream();
+    this.diagnose();
+  }
+
+  // manifest fetches the manifest, pinned to the current version or not. It
+  // returns null when the request failed and diagnose() has taken over.
+  async manifest(pinned) {
+    const u = this.manifestURL + (pinned && this.etag ? "?v=" + encodeURIComponent(this.etag) : "");
+    let res;
+    try {
+      res = await fetch(u, { cache: "no-store" });
+    } catch {
+      this.retryLater("The network is down or the server cannot be reached");
+      return null;
+    }
+    if (this.finished) return null;
+    if (res.status === 200) {
+      try {
+        return await res.json();
+      } catch {
+        this.retryLater("The connection broke while reading the file list");
+        return null;
+      }
+    }
+    const body = await res.json().catch(() => ({}));
+    if (res.status === 412 && pinned) return this.manifest(false);
+    if (res.status === 404) {
+      this.fail(new FerryError(NOT_FOUND, `“${this.path}” is not on the server (404).`, 404));
+    } else if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
+      this.fail(new FerryError(FAILED, `The server refused the download (${res.status}${body.error ? ": " + body.error : ""}).`, res.status));
+    } else {
+      this.retryLater(`The server is not available (${res.status})`);
+    }
+    return null;
+  }
+
+  // diagnose asks the manifest endpoint why a stream stopped, then resumes,
+  // restarts against a new version, waits, or fails.
+  async diagnose() {
+    if (this.paused || this.finished) return;
+    this.setState("checking", "Asking the server why the stream stopped");
+    const m = await this.manifest(true);
+    if (!m || this.paused || this.finished) return;
+    if (this.size >= 0 && m.etag !== this.etag) {
+      if (this.onChange === "fail") {
+        return this.fail(new FerryError(CHANGED, `“${this.path}” changed on the server (412).`, 412));
+      }
+      return this.restart(m);
+    }
+    if (this.size < 0) {
+      this.checkQuota(m.size);
+      this.setVersion(m.size, m.block_size, m.etag);
+    }
+    this.expect = { xxh3_128: m.xxh3_128, sha256: m.sha256 };
+    const wait = this.fails === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.fails);
+    this.fails++;
+    this.wait(wait, "The stream stopped; resuming", () => this.open());
+  }
+
+  retryLater(why) {
+    const wait = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** this.fails);
+    this.fails++;
+    this.log("waiting", `${why}; retrying in ${Math.round(wait / 1000)} s`);
+    this.wait(wait, why, () => this.diagnose());
+  }
+
+  wait(ms, why, then) {
+    clearTimeout(this.timer);
+    if (ms > 0) this.setState("waiting", `${why}; retrying in ${Math.round(ms / 1000)} s`, ms);
+    this.timer = setTimeout(() => {
+      if (!this.paused && !this.finished) then();
+    }, ms);
+  }
+
+  async checkQuota(size) {
+    if (this.storageKind !== "opfs") return;
+    const est = await navigator.storage?.estimate?.().catch(() => null);
+    if (est && est.quota - est.usage < size - this.bytes) {
+      this.fail(new FerryError(STORAGE_FULL, `Not enough storage for this file: it needs ${fmt(size)}, the browser allows ${fmt(est.quota - est.usage)} more.`));
+    }
+  }
+
+  // finish checks the whole file and closes its storage.
+  async finish() {
+    if (this.finished) return;
+    this.closeStream();
+    if (!this.expect) {
+      const m = await this.manifest(true);
+      if (!m || this.finished) return;
+      if (m.etag !== this.etag) return this.restart(m);
+      this.expect = { xxh3_128: m.xxh3_128, sha256: m.sha256 };
+    }
+    this.advanceDigest(-1, null);
+    const x = this.x128.digest("hex");
+    this.x128.init(); // digest() ends a hasher
+    if (this.next !== this.n || x !== this.expect.xxh3_128) {
+      return this.fail(new FerryError(CHECKSUM, `The whole file does not match the server's digest (xxh3-128 ${x}, want ${this.expect.xxh3_128}).`));
+    }
+    let shaLocal = "";
+    if (this.wantSHA) {
+      shaLocal = this.sha.digest("hex");
+      if (shaLocal !== this.expect.sha256) {
+        return this.fail(new FerryError(CHECKSUM, `The SHA-256 computed here (${shaLocal}) does not match the server's (${this.expect.sha256}).`));
+      }
+    }
+    this.finished = true;
+    this.store.flush();
+    this.writeHeader("done");
+    const blob = this.store.close();
+    this.setState("done", "");
+    this.log("done", "Verified");
+    postMessage({
+      type: "done",
+      result: {
+        path: this.path, size: this.size, etag: this.etag, xxh3_128: x, sha256: this.expect.sha256, sha256Local: shaLocal,
+        storage: this.storageKind, key: this.key, blob, stats: this.stats,
+      },
+    });
+  }
+
+  flush() {
+    this.store.flush();
+    this.unflushed = 0;
+    this.lastFlush = performance.now();
+  }
+
+  pause() {
+    if (this.finished || this.paused) return;
+    this.paused = true;
+    clearTimeout(this.timer);
+    this.closeStream();
+    if (this.store && this.size >= 0) {
+      this.flush();
+      this.writeHeader("paused");
+    }
+    this.setState("paused", "");
+  }
+
+  resume() {
+    if (this.finished || !this.paused) return;
+    this.paused = false;
+    this.fails = 0;
+    if (this.store && this.size >= 0) this.writeHeader("active");
+    if (this.size >= 0 && this.etag) this.diagnose();
+    else this.open();
+  }
+
+  async cancel() {
+    this.finished = true;
+    clearTimeout(this.timer);
+    this.closeStream();
+    await this.store?.remove();
+    postMessage({ type: "cancelled" });
+  }
+
+  fail(err) {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.timer);
+    this.closeStream();
+    let code = err?.code ?? FAILED, message = err?.message ?? String(err);
+    if (err?.name === "QuotaExceededError") {
+      code = STORAGE_FULL;
+      message = "The browser's storage is full: free some space or remove finished downloads, then try again.";
+    } else if (err?.name === "NoModificationAllowedError") {
+      code = BUSY;
+      message = "This file is being downloaded in another tab.";
+    }
+    try {
+      if (this.store && this.size >= 0) {
+        this.store.flush();
+        this.writeHeader("paused"); // verified blocks stay for a later try
+      }
+      this.store?.close();
+    } catch {
+      // the storage is what failed
+    }
+    this.log("error", message);
+    postMessage({ type: "error", error: { code, message, status: err?.status ?? 0 } });
+  }
+
+  setState(state, message, wait = 0) {
+    this.state = state;
+    this.message = message;
+    this.waitMs = wait;
+    this.progress();
+  }
+
+  progress() {
+    const now = performance.now();
+    this.lastProgress = now;
+    this.samples.push([now, this.received]);
+    while (this.samples.length > 2 && now - this.samples[0][0] > 5000) this.samples.shift();
+    const [t0, b0] = this.samples[0];
+    const rate = now - t0 > 250 ? ((this.received - b0) * 1000) / (now - t0) : 0;
+    postMessage({
+      type: "progress",
+      progress: {
+        state: this.state, message: this.message, notice: this.notice ?? "", wait: this.waitMs,
+        bytes: this.bytes, total: this.size, blocks: this.count, totalBlocks: this.n,
+        rate, eta: rate > 0 && this.size >= 0 ? (this.size - this.bytes) / rate : null,
+        storage: this.storageKind, ...this.stats,
+      },
+    });
+  }
+
+  log(kind, text, data = {}) {
+    postMessage({ type: "log", entry: { t: Date.now(), kind, text, ...data } });
+  }
+}
+
+// gunzip decodes one gzip block with the browser's DecompressionStream and
+// checks that it holds exactly length bytes.
+async function gunzip(data, length) {
+  const ds = new DecompressionStream("gzip");
+  const w = ds.writable.getWriter();
+  w.write(data.slice()).catch(() => {});
+  w.close().catch(() => {});
+  const out = new Uint8Array(length);
+  let n = 0;
+  for await (const chunk of ds.readable) {
+    if (n + chunk.length > length) throw new Error("gzip block too long");
+    out.set(chunk, n);
+    n += chunk.length;
+  }
+  if (n !== length) throw new Error("gzip block too short");
+  return out;
+}
+
+function yieldTask() {
+  return new Promise((r) => setTimeout(r, 0));
+}
+
+function popcount(bits) {
+  let n = 0;
+  for (let b of bits) for (; b; b &= b - 1) n++;
+  return n;
+}
+
+function fmt(n) {
+  const u = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  for (; n >= 1000 && i < u.length - 1; i++) n /= 1000;
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+// openStore opens the storage of one download: files in the Origin Private
+// File System written through sync access handles, or memory where OPFS is
+// missing.
+async function openStore(kind, key) {
+  if (kind === "opfs" && self.FileSystemSyncAccessHandle && navigator.storage?.getDirectory) {
+    try {
+      const root = await navigator.storage.getDirectory();
+      const dir = await root.getDirectoryHandle("ferry", { create: true });
+      return await OPFSStore.open(dir, key);
+    } catch (err) {
+      if (err?.name === "NoModificationAllowedError" || err?.name === "QuotaExceededError") throw err;
+      // e.g. a private window without OPFS: fall back to memory
+    }
+  }
+  return new MemoryStore();
+}
+
+// OPFSStore keeps a download in two OPFS files, <key>.part (the bytes at
+// their offsets) and <key>.state (header and bitmap). Writes through a sync
+// access handle reach the operating system at once, so a reload or a
+// crashed tab keeps them; flush() makes them durable.
+class OPFSStore {
+  static async open(dir, key) {
+    const s = new OPFSStore();
+    s.kind = "opfs";
+    s.dir = dir;
+    s.key = key;
+    s.data = await lock(await dir.getFileHandle(key + ".part", { create: true }));
+    try {
+      s.state = await lock(await dir.getFileHandle(key + ".state", { create: true }));
+    } catch (err) {
+      s.data.close();
+      throw err;
+    }
+    return s;
+  }
+  readHeader() {
+    if (this.state.getSize() < HEADER) return null;
+    const b = new Uint8Array(HEADER);
+    this.state.read(b, { at: 0 });
+    try {
+      const h = JSON.parse(dec.decode(b).trimEnd());
+      return h.v === STATE_VERSION ? h : null;
+    } catch {
+      return null;
+    }
+  }
+  writeHeader(h) {
+    const b = new Uint8Array(HEADER).fill(0x20);
+    const j = enc.encode(JSON.stringify(h));
+    if (j.length > HEADER) throw new Error("path too long for the state header");
+    b.set(j);
+    this.state.write(b, { at: 0 });
+  }
+  readBitmap(bits) {
+    this.state.read(bits, { at: HEADER });
+  }
+  writeBitmap(bits) {
+    this.state.write(bits, { at: HEADER });
+  }
+  writeBitmapByte(bits, i) {
+    this.state.write(bits.subarray(i, i + 1), { at: HEADER + i });
+  }
+  truncate(size, stateSize) {
+    if (this.data.getSize() !== size) this.data.truncate(size);
+    if (this.state.getSize() !== stateSize) this.state.truncate(stateSize);
+  }
+  write(b, at) {
+    if (this.data.write(b, { at }) !== b.length) {
+      throw new FerryError(STORAGE_FULL, "The browser's storage is full.");
+    }
+  }
+  read(b, at) {
+    return this.data.read(b, { at });
+  }
+  flush() {
+    this.data.flush();
+    this.state.flush();
+  }
+  close() {
+    this.data.close();
+    this.state.close();
+    return null;
+  }
+  remove() {
+    try {
+      this.close();
+    } catch {
+      // already closed
+    }
+    return Promise.all([this.dir.removeEntry(this.key + ".part"), this.dir.removeEntry(this.key + ".state")]).catch(() => {});
+  }
+}
+
+// lock opens a sync access handle, waiting a little for one that a page
+// being reloaded has not released yet.
+async function lock(fh) {
+  for (let i = 0; ; i++) {
+    try {
+      return await fh.createSyncAccessHandle();
+    } catch (err) {
+      if (err?.name !== "NoModificationAllowedError" || i >= 20) throw err;
+      await new Promise((r) => setTimeout(r, 150));
+    }
+  }
+}
+
+// MemoryStore keeps the blocks in memory, for browsers without OPFS.
+class MemoryStore {
+  constructor() {
+    this.kind = "memory";
+    this.blocks = [];
+    this.bs = 0;
+  }
+  readHeader() {
+    return null;
+  }
+  writeHeader() {}
+  readBitmap() {}
+  writeBitmap() {}
+  writeBitmapByte() {}
+  truncate(size, stateSize, bs) {
+    this.size = size;
+    this.bs = bs;
+    this.blocks.length = Math.min(this.blocks.length, Math.ceil(size / bs));
+  }
+  write(b, at) {
+    this.blocks[Math.floor(at / this.bs)] = b.slice();
+  }
+  read(b, at) {
+    const blk = this.blocks[Math.floor(at / this.bs)];
+    if (!blk) return 0;
+    b.set(blk.subarray(0, b.length));
+    return Math.min(b.length, blk.length);
+  }
+  flush() {}
+  close() {
+    const blob = new Blob(this.blocks);
+    this.blocks = [];
+    return blob;
+  }
+  remove() {
+    this.blocks = [];
+  }
+}
