@@ -2,6 +2,8 @@
 // streams and downloads them.
 //
 //	ferry serve [--root DIR] [--addr 127.0.0.1:8080] [--block-size 256KiB]
+//	ferry get URL [-o FILE] [--parallel N] [--checksum sha256:HEX] [--json]
+//	ferry verify FILE URL
 //	ferry gen --size 1GiB [--seed 1] [--kind random|text] -o FILE
 //
 // Run "ferry help" or "ferry COMMAND -h" for the flags of each command.
@@ -42,6 +44,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "serve a folder as resumable SSE streams", runServe},
+		{"get", "download a file, resuming and verifying every block", runGet},
+		{"verify", "check a local file against the server's manifest", runVerify},
 		{"gen", "write a deterministic sample file (random or text)", runGen},
 	}
 }

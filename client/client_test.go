@@ -1,0 +1,547 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferry-dev/ferry/server"
+	"github.com/ferry-dev/ferry/server/servertest"
+)
+
+const testBS = 16 << 10
+
+// fixture is a served folder, optionally behind a fault proxy.
+type fixture struct {
+	root  string
+	srv   *server.Server
+	ts    *httptest.Server
+	proxy *servertest.Proxy
+}
+
+func newFixture(t *testing.T, files map[string][]byte, plan func(n int) servertest.Fault) *fixture {
+	t.Helper()
+	f := &fixture{root: t.TempDir()}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(f.root, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := server.New(server.Config{Root: f.root, BlockSize: testBS, Retry: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = srv
+	f.ts = httptest.NewServer(srv)
+	f.proxy, err = servertest.NewProxy(f.ts.Listener.Addr().String(), plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		f.proxy.Close()
+		f.ts.Close()
+		srv.Close()
+	})
+	return f
+}
+
+func (f *fixture) url(name string) string { return "http://" + f.proxy.Addr + "/sse/" + name }
+
+func randomData(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(seed, 1))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func testOptions(out string) Options {
+	return Options{Output: out, IdleTimeout: 5 * time.Second, Retries: 50}
+}
+
+// checkResult fails unless out holds want and the partial files are gone.
+func checkResult(t *testing.T, out string, want []byte, res *Result) {
+	t.Helper()
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s: %d bytes, sha256 %s; want %d bytes, sha256 %s", out, len(got), sha(got), len(want), sha(want))
+	}
+	if res != nil && res.SHA256 != sha(want) {
+		t.Errorf("Result.SHA256 = %s, want %s", res.SHA256, sha(want))
+	}
+	for _, p := range []string{partPath(out), statePath(out)} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left behind", p)
+		}
+	}
+}
+
+func TestDownloadSurvivesCuts(t *testing.T) {
+	data := randomData(1, 40*testBS+123)
+	// Each case lists the byte counts at which successive connections are
+	// cut: mid-event, right at the start, and many times per download.
+	cases := map[string][]int64{
+		"mid-event once":    {testBS * 5},
+		"very early":        {1, 10, 200},
+		"every few blocks":  {30000, 30000, 30000, 30000, 30000, 30000, 30000, 30000, 30000, 30000, 30000, 30000, 30000, 30000},
+		"just after header": {180, 181, 182},
+		"random":            nil,
+	}
+	for name, cuts := range cases {
+		t.Run(name, func(t *testing.T) {
+			var plan func(int) servertest.Fault
+			if cuts != nil {
+				plan = func(n int) servertest.Fault {
+					if n < len(cuts) {
+						return servertest.Fault{CutAt: cuts[n]}
+					}
+					return servertest.Fault{}
+				}
+			} else {
+				r := rand.New(rand.NewPCG(7, 7))
+				plan = func(n int) servertest.Fault {
+					if n < 30 {
+						return servertest.Fault{CutAt: 1 + r.Int64N(4*testBS)}
+					}
+					return servertest.Fault{}
+				}
+			}
+			f := newFixture(t, map[string][]byte{"f.bin": data}, plan)
+			out := filepath.Join(t.TempDir(), "f.bin")
+			res, err := Download(context.Background(), f.url("f.bin"), testOptions(out))
+			if err != nil {
+				t.Fatalf("Download: %v", err)
+			}
+			checkResult(t, out, data, res)
+			if cuts != nil && res.Reconnects < len(cuts) {
+				t.Errorf("Reconnects = %d, want at least %d", res.Reconnects, len(cuts))
+			}
+		})
+	}
+}
+
+// TestCutsOnEventBoundaries cuts exactly where one event ends and the
+// next begins, found by reading the uncut stream first.
+func TestCutsOnEventBoundaries(t *testing.T) {
+	data := randomData(2, 12*testBS)
+	f := newFixture(t, map[string][]byte{"f.bin": data}, nil)
+	resp, err := http.Get("http://" + f.proxy.Addr + "/sse/f.bin?encoding=zstd,gzip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw bytes.Buffer
+	raw.ReadFrom(resp.Body)
+	resp.Body.Close()
+	// Offsets of the blank lines in the body; add the size of the response
+	// head and chunk framing approximately by cutting on both sides.
+	var bounds []int64
+	for i, b := 0, raw.Bytes(); ; {
+		j := bytes.Index(b[i:], []byte("\n\n"))
+		if j < 0 {
+			break
+		}
+		i += j + 2
+		bounds = append(bounds, int64(i))
+	}
+	var cuts []int64
+	for _, b := range bounds {
+		cuts = append(cuts, b+150, b+151) // near the boundary once the head is counted
+	}
+	var n atomic.Int64
+	f.proxy.Plan = func(int) servertest.Fault {
+		i := n.Add(1) - 1
+		if i < int64(len(cuts)) {
+			return servertest.Fault{CutAt: cuts[i]}
+		}
+		return servertest.Fault{}
+	}
+	out := filepath.Join(t.TempDir(), "f.bin")
+	res, err := Download(context.Background(), f.url("f.bin"), testOptions(out))
+	if err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+	checkResult(t, out, data, res)
+}
+
+func TestFlippedByteIsRefetched(t *testing.T) {
+	data := randomData(3, 20*testBS)
+	var logs []string
+	// Positions inside the base64 of the first, fourth and eighth blocks
+	// (the response head and meta event take a few hundred bytes).
+	for _, at := range []int64{1500, testBS * 4, testBS*10 + 17} {
+		t.Run(fmt.Sprint(at), func(t *testing.T) {
+			f := newFixture(t, map[string][]byte{"f.bin": data}, func(n int) servertest.Fault {
+				if n == 0 {
+					return servertest.Fault{FlipAt: at}
+				}
+				return servertest.Fault{}
+			})
+			out := filepath.Join(t.TempDir(), "f.bin")
+			opts := testOptions(out)
+			opts.NoCompression = true
+			opts.Logf = func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }
+			res, err := Download(context.Background(), f.url("f.bin"), opts)
+			if err != nil {
+				t.Fatalf("Download: %v", err)
+			}
+			checkResult(t, out, data, res)
+			if res.BlocksRefetched < 1 && res.Reconnects < 1 {
+				t.Errorf("a flipped byte at %d caused no refetch or reconnect (%+v)", at, res)
+			}
+		})
+	}
+	if !strings.Contains(strings.Join(logs, "\n"), "failed verification") {
+		t.Errorf("no message says a block failed verification:\n%s", strings.Join(logs, "\n"))
+	}
+}
+
+// cutAfter makes the first connection stop after n bytes and the rest
+// fail, so that a download is left partial.
+func cutAfter(n int64) func(int) servertest.Fault {
+	return func(i int) servertest.Fault {
+		return servertest.Fault{CutAt: n}
+	}
+}
+
+func TestRemoteReplacedBetweenCutAndResume(t *testing.T) {
+	old := randomData(4, 32*testBS)
+	// The new version changes blocks 3 and 20 and grows by half a block.
+	next := append(bytes.Clone(old), randomData(5, testBS/2)...)
+	copy(next[3*testBS+10:], "changed")
+	copy(next[20*testBS:], "changed too")
+	for _, strict := range []bool{false, true} {
+		t.Run(fmt.Sprintf("strict=%v", strict), func(t *testing.T) {
+			f := newFixture(t, map[string][]byte{"f.bin": old}, cutAfter(16*testBS))
+			out := filepath.Join(t.TempDir(), "f.bin")
+			opts := testOptions(out)
+			opts.Retries = -1
+			opts.NoCompression = true
+			if _, err := Download(context.Background(), f.url("f.bin"), opts); err == nil {
+				t.Fatal("first Download succeeded through a proxy that cuts every connection")
+			}
+			if readState(out) == nil {
+				t.Fatal("no state saved after a failed download")
+			}
+			part, _ := os.ReadFile(partPath(out))
+			reusable := 0
+			for i := 0; (i+1)*testBS <= len(part); i++ {
+				if bytes.Equal(part[i*testBS:(i+1)*testBS], next[i*testBS:(i+1)*testBS]) {
+					reusable++
+				}
+			}
+			if err := os.WriteFile(filepath.Join(f.root, "f.bin"), next, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			os.Chtimes(filepath.Join(f.root, "f.bin"), time.Now().Add(time.Minute), time.Now().Add(time.Minute))
+			f.proxy.Plan = nil
+			opts = testOptions(out)
+			opts.Strict = strict
+			res, err := Download(context.Background(), f.url("f.bin"), opts)
+			if strict {
+				if !errors.Is(err, ErrRemoteChanged) {
+					t.Fatalf("Download --strict = %v, want ErrRemoteChanged", err)
+				}
+				if _, err := os.Stat(out); !os.IsNotExist(err) {
+					t.Error("--strict left an output file")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Download: %v", err)
+			}
+			checkResult(t, out, next, res)
+			// Every block the cut download left on disk is reused unless it
+			// changed (block 3).
+			if want := int64(reusable) * testBS; res.BytesReused != want || reusable < 5 {
+				t.Errorf("BytesReused = %d, want %d (%d unchanged blocks on disk)", res.BytesReused, want, reusable)
+			}
+			if max := int64(len(next)) - int64(reusable)*testBS; res.BytesFetched > max {
+				t.Errorf("BytesFetched = %d, want at most %d", res.BytesFetched, max)
+			}
+		})
+	}
+}
+
+func TestRemoteChangesDuringDownload(t *testing.T) {
+	old := randomData(6, 64*testBS)
+	next := bytes.Clone(old)
+	copy(next[40*testBS:], "new version")
+	var f *fixture
+	f = newFixture(t, map[string][]byte{"f.bin": old}, func(n int) servertest.Fault {
+		if n == 0 {
+			return servertest.Fault{CutAt: 20 * testBS}
+		}
+		return servertest.Fault{}
+	})
+	// Replace the file as soon as the first connection is cut.
+	out := filepath.Join(t.TempDir(), "f.bin")
+	opts := testOptions(out)
+	replaced := false
+	opts.Logf = func(format string, args ...any) {
+		if !replaced && strings.Contains(format, "reconnecting") {
+			replaced = true
+			os.WriteFile(filepath.Join(f.root, "f.bin"), next, 0o644)
+			os.Chtimes(filepath.Join(f.root, "f.bin"), time.Now().Add(time.Minute), time.Now().Add(time.Minute))
+		}
+	}
+	res, err := Download(context.Background(), f.url("f.bin"), opts)
+	if err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+	if !replaced {
+		t.Fatal("the download never reconnected")
+	}
+	checkResult(t, out, next, res)
+	if res.BytesReused == 0 {
+		t.Error("no block of the old version was reused")
+	}
+}
+
+func TestStalledServerTimesOut(t *testing.T) {
+	data := randomData(8, 30*testBS)
+	// The first connection stalls mid-download, every later one at once.
+	f := newFixture(t, map[string][]byte{"f.bin": data}, func(n int) servertest.Fault {
+		if n == 0 {
+			return servertest.Fault{StallAt: 8 * testBS}
+		}
+		return servertest.Fault{StallAt: 1}
+	})
+	out := filepath.Join(t.TempDir(), "f.bin")
+	opts := testOptions(out)
+	opts.IdleTimeout = 300 * time.Millisecond
+	start := time.Now()
+	_, err := Download(context.Background(), f.url("f.bin"), opts)
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Download from a stalled server = %v, want ErrTimeout", err)
+	}
+	if took := time.Since(start); took > 10*opts.IdleTimeout {
+		t.Errorf("gave up after %v, want about two idle timeouts of %v", took, opts.IdleTimeout)
+	}
+	if readState(out) == nil {
+		t.Fatal("no state saved after the timeout")
+	}
+	f.proxy.Plan = nil
+	res, err := Download(context.Background(), f.url("f.bin"), testOptions(out))
+	if err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	checkResult(t, out, data, res)
+	if res.BytesReused == 0 || !res.Resumed {
+		t.Errorf("rerun reused %d bytes (resumed=%v), want the blocks already on disk", res.BytesReused, res.Resumed)
+	}
+}
+
+func TestParallel(t *testing.T) {
+	data := randomData(9, 50*testBS+5)
+	for _, n := range []int{2, 4, 7} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			f := newFixture(t, map[string][]byte{"f.bin": data}, func(i int) servertest.Fault {
+				if i < 3 {
+					return servertest.Fault{CutAt: 3*testBS + int64(i)*1000}
+				}
+				return servertest.Fault{}
+			})
+			out := filepath.Join(t.TempDir(), "f.bin")
+			opts := testOptions(out)
+			opts.Parallel = n
+			res, err := Download(context.Background(), f.url("f.bin"), opts)
+			if err != nil {
+				t.Fatalf("Download: %v", err)
+			}
+			checkResult(t, out, data, res)
+			if f.proxy.Conns() < n {
+				t.Errorf("%d connections for --parallel %d", f.proxy.Conns(), n)
+			}
+		})
+	}
+}
+
+func TestExistingDestination(t *testing.T) {
+	data := randomData(10, 5*testBS)
+	f := newFixture(t, map[string][]byte{"f.bin": data}, nil)
+	out := filepath.Join(t.TempDir(), "f.bin")
+	// The same file: already complete.
+	os.WriteFile(out, data, 0o644)
+	res, err := Download(context.Background(), f.url("f.bin"), testOptions(out))
+	if err != nil || !res.AlreadyComplete {
+		t.Fatalf("Download over an identical file = %+v, %v, want AlreadyComplete", res, err)
+	}
+	// A different file: refused without Force, replaced with it.
+	os.WriteFile(out, []byte("something else"), 0o644)
+	if _, err := Download(context.Background(), f.url("f.bin"), testOptions(out)); !errors.Is(err, ErrExists) {
+		t.Fatalf("Download over another file = %v, want ErrExists", err)
+	}
+	if got, _ := os.ReadFile(out); string(got) != "something else" {
+		t.Fatal("the existing file was touched")
+	}
+	opts := testOptions(out)
+	opts.Force = true
+	res, err = Download(context.Background(), f.url("f.bin"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, out, data, res)
+}
+
+func TestChecksum(t *testing.T) {
+	data := randomData(11, 3*testBS)
+	f := newFixture(t, map[string][]byte{"f.bin": data}, nil)
+	dir := t.TempDir()
+	opts := testOptions(filepath.Join(dir, "ok.bin"))
+	opts.Checksum = "sha256:" + strings.ToUpper(sha(data))
+	if _, err := Download(context.Background(), f.url("f.bin"), opts); err != nil {
+		t.Fatalf("matching checksum: %v", err)
+	}
+	opts = testOptions(filepath.Join(dir, "bad.bin"))
+	opts.Checksum = "sha256:" + strings.Repeat("0", 64)
+	if _, err := Download(context.Background(), f.url("f.bin"), opts); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("wrong checksum = %v, want ErrIntegrity", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bad.bin")); !os.IsNotExist(err) {
+		t.Error("a file failing --checksum was handed over")
+	}
+	opts.Checksum = "md5:abc"
+	if _, err := Download(context.Background(), f.url("f.bin"), opts); !errors.Is(err, ErrUsage) {
+		t.Fatalf("malformed checksum = %v, want ErrUsage", err)
+	}
+}
+
+func TestHTTPErrors(t *testing.T) {
+	f := newFixture(t, map[string][]byte{"f.bin": []byte("x")}, nil)
+	out := filepath.Join(t.TempDir(), "f.bin")
+	_, err := Download(context.Background(), f.url("missing.bin"), testOptions(out))
+	var he *HTTPError
+	if !errors.As(err, &he) || he.Status != http.StatusNotFound {
+		t.Fatalf("Download of a missing file = %v, want HTTPError 404", err)
+	}
+	// 503 is retried (and Retry-After honoured), then succeeds.
+	var calls atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			w.Header().Set("Retry-After", "0")
+			http.Error(w, `{"error":"busy"}`, http.StatusServiceUnavailable)
+			return
+		}
+		f.srv.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	res, err := Download(context.Background(), ts.URL+"/sse/f.bin", testOptions(filepath.Join(t.TempDir(), "g.bin")))
+	if err != nil || res.Reconnects != 2 {
+		t.Fatalf("Download through two 503s = %+v, %v, want success after 2 reconnects", res, err)
+	}
+}
+
+func TestNetworkErrorAfterRetries(t *testing.T) {
+	ln := httptest.NewServer(http.NotFoundHandler())
+	addr := ln.Listener.Addr().String()
+	ln.Close() // nothing listens there now
+	opts := testOptions(filepath.Join(t.TempDir(), "f.bin"))
+	opts.Retries = 2
+	_, err := Download(context.Background(), "http://"+addr+"/sse/f.bin", opts)
+	if !errors.Is(err, ErrNetwork) {
+		t.Fatalf("Download from a closed port = %v, want ErrNetwork", err)
+	}
+}
+
+func TestURLForms(t *testing.T) {
+	data := randomData(12, 2*testBS+1)
+	f := newFixture(t, map[string][]byte{"a b.bin": data}, nil)
+	for _, prefix := range []string{"/sse/", "/files/", "/manifest/"} {
+		out := filepath.Join(t.TempDir(), "f.bin")
+		res, err := Download(context.Background(), "http://"+f.proxy.Addr+prefix+"a%20b.bin", testOptions(out))
+		if err != nil {
+			t.Fatalf("%s: %v", prefix, err)
+		}
+		checkResult(t, out, data, res)
+	}
+}
+
+func TestResolve(t *testing.T) {
+	tests := []struct {
+		in, base, rel string
+		ok            bool
+	}{
+		{"http://h:1/sse/a/b.bin", "http://h:1", "a/b.bin", true},
+		{"https://h/files/a%20b", "https://h", "a%20b", true},
+		{"http://h/mirror/manifest/x?v=1&sig=abc", "http://h/mirror", "x", true},
+		{"http://h/sse/", "", "", false},
+		{"ftp://h/sse/a", "", "", false},
+		{"http://h/other/a", "", "", false},
+		{"not a url", "", "", false},
+	}
+	for _, tt := range tests {
+		ep, err := resolve(tt.in)
+		if (err == nil) != tt.ok || ep.base != tt.base || ep.rel != tt.rel {
+			t.Errorf("resolve(%q) = %+v, %v; want base %q rel %q ok=%v", tt.in, ep, err, tt.base, tt.rel, tt.ok)
+		}
+	}
+	ep, _ := resolve("http://h/sse/x?v=1&sig=abc&lastEventId=5")
+	if got := ep.sse(nil); got != "http://h/sse/x?sig=abc" {
+		t.Errorf("sse URL = %q, want the signature kept and Ferry's parameters dropped", got)
+	}
+}
+
+func TestSplit(t *testing.T) {
+	spans := []span{{0, 10 * testBS}, {20 * testBS, 22*testBS + 5}}
+	for _, n := range []int{1, 2, 3, 5, 50} {
+		shares := split(spans, n, testBS)
+		var total int64
+		var flat []span
+		for _, sh := range shares {
+			for _, s := range sh {
+				if s.start%testBS != 0 || s.end <= s.start {
+					t.Errorf("split(%d): span %v is not block-aligned and non-empty", n, s)
+				}
+				total += s.end - s.start
+				flat = append(flat, s)
+			}
+		}
+		if total != 12*testBS+5 || len(shares) > n {
+			t.Errorf("split(%d) = %d shares covering %d bytes, want at most %d covering %d", n, len(shares), total, n, 12*testBS+5)
+		}
+		for i := 1; i < len(flat); i++ {
+			if flat[i].start < flat[i-1].end {
+				t.Errorf("split(%d): spans overlap: %v", n, flat)
+			}
+		}
+	}
+}
+
+func TestVerify(t *testing.T) {
+	data := randomData(13, 10*testBS)
+	f := newFixture(t, map[string][]byte{"f.bin": data}, nil)
+	local := filepath.Join(t.TempDir(), "f.bin")
+	bad := bytes.Clone(data)
+	bad[2*testBS] ^= 1
+	bad[7*testBS+99] ^= 1
+	os.WriteFile(local, bad, 0o644)
+	rep, err := Verify(context.Background(), local, f.url("f.bin"), Options{})
+	if !errors.Is(err, ErrIntegrity) || rep == nil || fmt.Sprint(rep.BadBlocks) != "[2 7]" {
+		t.Fatalf("Verify = %+v, %v; want bad blocks [2 7] and ErrIntegrity", rep, err)
+	}
+	os.WriteFile(local, data, 0o644)
+	if rep, err := Verify(context.Background(), local, f.url("f.bin"), Options{}); err != nil || !rep.OK {
+		t.Fatalf("Verify of a good file = %+v, %v", rep, err)
+	}
+}

@@ -1,0 +1,140 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/ferry-dev/ferry/chunker"
+	"github.com/ferry-dev/ferry/manifest"
+)
+
+// checkBlocks hashes the blocks of f against m and returns the indexes of
+// those that do not match. If sum is not nil the file's bytes are fed to it.
+func checkBlocks(ctx context.Context, f io.ReaderAt, m *manifest.Manifest, sum *manifest.Summer) ([]int64, manifest.Digests, error) {
+	c, err := chunker.New(f, m.Size, m.BlockSize)
+	if err != nil {
+		return nil, manifest.Digests{}, err
+	}
+	var bad []int64
+	for i := range c.Count() {
+		if err := ctx.Err(); err != nil {
+			return nil, manifest.Digests{}, context.Cause(ctx)
+		}
+		_, b, err := c.Block(i)
+		if err != nil {
+			bad = append(bad, i) // short file: that block and the rest are missing
+			continue
+		}
+		if chunker.Hash(b) != uint64(m.Hashes[i]) {
+			bad = append(bad, i)
+		}
+		if sum != nil {
+			sum.Write(b)
+		}
+	}
+	var d manifest.Digests
+	if sum != nil {
+		d = sum.Digests()
+	}
+	return bad, d, nil
+}
+
+// checkFile checks a complete local file against m: its size, every block
+// and the whole-file digests.
+func checkFile(ctx context.Context, f *os.File, m *manifest.Manifest) ([]int64, manifest.Digests, error) {
+	info, err := f.Stat()
+	if err != nil {
+		return nil, manifest.Digests{}, fmt.Errorf("%w: %w", ErrDisk, err)
+	}
+	if info.Size() != m.Size {
+		return []int64{-1}, manifest.Digests{}, nil
+	}
+	return checkBlocks(ctx, f, m, manifest.NewSummer())
+}
+
+// digestFile computes the whole-file digests of the first size bytes of f.
+func digestFile(ctx context.Context, f io.ReaderAt, size int64) (manifest.Digests, error) {
+	sum := manifest.NewSummer()
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; {
+		if err := ctx.Err(); err != nil {
+			return manifest.Digests{}, context.Cause(ctx)
+		}
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		sum.Write(buf[:n])
+		off += int64(n)
+		if err != nil && (err != io.EOF || off < size) {
+			return manifest.Digests{}, fmt.Errorf("%w: %w", ErrDisk, err)
+		}
+	}
+	return sum.Digests(), nil
+}
+
+// checkSpace fails with ErrDisk unless the destination's file system has
+// room for need more bytes.
+func checkSpace(out string, need int64) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(out), &st); err != nil {
+		return nil // unknown: let the writes tell
+	}
+	if free := int64(st.Bavail) * int64(st.Bsize); free < need {
+		return fmt.Errorf("%w: %s needs %d more bytes, %d free", ErrDisk, filepath.Dir(out), need, free)
+	}
+	return nil
+}
+
+// VerifyReport is what Verify found.
+type VerifyReport struct {
+	Path      string  `json:"path"`
+	Size      int64   `json:"size"`
+	Remote    int64   `json:"remote_size"`
+	Blocks    int64   `json:"blocks"`
+	BadBlocks []int64 `json:"bad_blocks"`
+	SHA256    string  `json:"sha256"`
+	OK        bool    `json:"ok"`
+}
+
+// Verify checks a local file against the manifest of the file at rawURL and
+// lists the blocks that differ. It returns ErrIntegrity if any do.
+func Verify(ctx context.Context, path, rawURL string, opts Options) (*VerifyReport, error) {
+	opts.Output = path
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	ep, err := resolve(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	d := &download{opts: opts, url: rawURL, ep: ep}
+	m, err := d.getManifest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDisk, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDisk, err)
+	}
+	rep := &VerifyReport{Path: path, Size: info.Size(), Remote: m.Size, Blocks: m.Blocks, BadBlocks: []int64{}}
+	bad, dig, err := checkBlocks(ctx, f, m, manifest.NewSummer())
+	if err != nil {
+		return nil, err
+	}
+	rep.BadBlocks = append(rep.BadBlocks, bad...)
+	if info.Size() == m.Size {
+		rep.SHA256 = dig.SHA256
+	}
+	rep.OK = len(bad) == 0 && info.Size() == m.Size && dig == m.Digests()
+	if !rep.OK {
+		return rep, fmt.Errorf("%w: %s differs from %s in %d of %d blocks", ErrIntegrity, path, rawURL, len(bad), m.Blocks)
+	}
+	return rep, nil
+}

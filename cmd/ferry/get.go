@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/ferry-dev/ferry/client"
+)
+
+// headerList is a repeatable -H 'Name: value' flag.
+type headerList struct{ h http.Header }
+
+func (l *headerList) String() string { return "" }
+
+func (l *headerList) Set(s string) error {
+	name, value, ok := strings.Cut(s, ":")
+	name = strings.TrimSpace(name)
+	if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") {
+		return fmt.Errorf("header %q is not 'Name: value'", s)
+	}
+	if l.h == nil {
+		l.h = http.Header{}
+	}
+	l.h.Add(name, strings.TrimSpace(value))
+	return nil
+}
+
+// clientFlags are the flags shared by get and verify.
+type clientFlags struct {
+	headers        headerList
+	retries        int
+	idleTimeout    time.Duration
+	connectTimeout time.Duration
+	maxTime        time.Duration
+	jsonOut        bool
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.Var(&c.headers, "H", "extra request header 'Name: value' (repeatable); FERRY_TOKEN sets a bearer token")
+	fs.IntVar(&c.retries, "retries", 5, "failed attempts in a row before giving up (0: none)")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 60*time.Second, "a connection silent this long counts as cut; twice in a row is a timeout")
+	fs.DurationVar(&c.connectTimeout, "connect-timeout", 30*time.Second, "time allowed to connect")
+	fs.DurationVar(&c.maxTime, "max-time", 0, "time allowed for the whole download (0: unlimited)")
+	fs.BoolVar(&c.jsonOut, "json", false, "print a JSON summary on stdout")
+}
+
+func (c *clientFlags) options() client.Options {
+	h := c.headers.h
+	if tok := os.Getenv("FERRY_TOKEN"); tok != "" {
+		if h == nil {
+			h = http.Header{}
+		}
+		if h.Get("Authorization") == "" {
+			h.Set("Authorization", "Bearer "+tok)
+		}
+	}
+	retries := c.retries
+	if retries == 0 {
+		retries = -1 // the library's zero value means its default
+	}
+	return client.Options{Header: h, Retries: retries, IdleTimeout: c.idleTimeout, ConnectTimeout: c.connectTimeout, MaxTime: c.maxTime}
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments (ferry get URL -o FILE), returning the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, int) {
+	var pos []string
+	for {
+		if code := parseFlags(fs, args, stderr); code >= 0 {
+			return nil, code
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, -1
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), -1
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ferry get", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	out := fs.String("o", "", "output file (default: the file's name, in this folder)")
+	force := fs.Bool("force", false, "replace an existing output file")
+	strict := fs.Bool("strict", false, "fail (exit 7) if the remote file changed instead of restarting against it")
+	checksum := fs.String("checksum", "", "fail (exit 6) unless the result has this digest, sha256:HEX")
+	parallel := fs.Int("parallel", 1, "streams fetching missing blocks at once")
+	progressFlag := fs.String("progress", "auto", "progress on stderr: auto, bar, line, json or none")
+	noCompression := fs.Bool("no-compression", false, "ask for uncompressed blocks")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: ferry get URL [-o FILE] [flags]\n\nURL is the /sse/, /files/ or /manifest/ URL of a file.")
+		fs.PrintDefaults()
+	}
+	pos, code := parseInterleaved(fs, args, stderr)
+	if code >= 0 {
+		return code
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	rawURL := pos[0]
+	if *out == "" {
+		*out = defaultName(rawURL)
+		if *out == "" {
+			fmt.Fprintf(stderr, "ferry get: cannot name the output after %q; pass -o FILE\n", rawURL)
+			return exitUsage
+		}
+	}
+	mode, err := progressMode(*progressFlag, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "ferry get: %v\n", err)
+		return exitUsage
+	}
+	if *parallel < 1 || *parallel > 64 {
+		fmt.Fprintln(stderr, "ferry get: --parallel must be between 1 and 64")
+		return exitUsage
+	}
+	rep := newReporter(mode, stderr)
+	opts := cf.options()
+	opts.Output, opts.Force, opts.Strict, opts.Checksum = *out, *force, *strict, *checksum
+	opts.Parallel, opts.NoCompression = *parallel, *noCompression
+	if mode != "none" {
+		opts.OnProgress, opts.Logf = rep.progress, rep.logf
+	}
+	res, err := client.Download(ctx, rawURL, opts)
+	code = exitCode(ctx, err)
+	if err != nil {
+		if code == exitInterrupted || code == exitTerminated {
+			fmt.Fprintf(stderr, "ferry get: interrupted; partial download kept in %s (run the same command to resume)\n", *out+".part")
+		} else {
+			fmt.Fprintf(stderr, "ferry get: %v\n", err)
+		}
+		if cf.jsonOut {
+			writeJSON(stdout, map[string]any{"path": *out, "url": rawURL, "error": err.Error(), "exit_code": code})
+		}
+		return code
+	}
+	if mode != "none" && mode != "json" {
+		verb := "downloaded"
+		if res.AlreadyComplete {
+			verb = "already complete"
+		}
+		fmt.Fprintf(stderr, "ferry: %s %s (%s) in %.1fs, verified sha256 %s\n", verb, res.Path, humanBytes(res.Size), res.Seconds, res.SHA256)
+	}
+	if cf.jsonOut {
+		writeJSON(stdout, res)
+	}
+	return exitOK
+}
+
+func writeJSON(w io.Writer, v any) {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	w.Write(append(b, '\n'))
+}
+
+// defaultName names the output after the last segment of the file's path.
+func defaultName(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	name := path.Base(u.Path)
+	if name == "." || name == "/" || name == ".." || name == "" {
+		return ""
+	}
+	return name
+}
+
+// exitCode maps a download's error to the documented exit codes.
+func exitCode(ctx context.Context, err error) int {
+	var he *client.HTTPError
+	switch {
+	case err == nil:
+		return exitOK
+	case ctx.Err() != nil:
+		return interruptCode(ctx)
+	case errors.Is(err, client.ErrUsage):
+		return exitUsage
+	case errors.Is(err, client.ErrExists):
+		return exitExists
+	case errors.Is(err, client.ErrRemoteChanged):
+		return exitChanged
+	case errors.Is(err, client.ErrIntegrity):
+		return exitIntegrity
+	case errors.Is(err, client.ErrTimeout):
+		return exitTimeout
+	case errors.Is(err, client.ErrDisk):
+		return exitDisk
+	case errors.As(err, &he), errors.Is(err, client.ErrProtocol):
+		return exitHTTP
+	case errors.Is(err, client.ErrNetwork):
+		return exitNetwork
+	}
+	return exitFailure
+}
+
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ferry verify", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: ferry verify FILE URL [flags]\n\nChecks FILE against the server's manifest and lists the blocks that differ.")
+		fs.PrintDefaults()
+	}
+	pos, code := parseInterleaved(fs, args, stderr)
+	if code >= 0 {
+		return code
+	}
+	if len(pos) != 2 {
+		fs.Usage()
+		return exitUsage
+	}
+	rep, err := client.Verify(ctx, pos[0], pos[1], cf.options())
+	code = exitCode(ctx, err)
+	if cf.jsonOut && rep != nil {
+		writeJSON(stdout, rep)
+	}
+	switch {
+	case rep != nil && rep.OK:
+		fmt.Fprintf(stderr, "ferry verify: %s matches (%d blocks, sha256 %s)\n", rep.Path, rep.Blocks, rep.SHA256)
+	case rep != nil:
+		if rep.Size != rep.Remote {
+			fmt.Fprintf(stderr, "ferry verify: %s has %d bytes, the server's file %d\n", rep.Path, rep.Size, rep.Remote)
+		}
+		for _, b := range rep.BadBlocks {
+			fmt.Fprintf(stdout, "bad block %d\n", b)
+		}
+		fmt.Fprintf(stderr, "ferry verify: %v\n", err)
+	default:
+		fmt.Fprintf(stderr, "ferry verify: %v\n", err)
+	}
+	return code
+}
