@@ -28,6 +28,8 @@ func httpStatus(err error) (int, string) {
 		return http.StatusServiceUnavailable, err.Error()
 	case errors.Is(err, errUnauthenticated):
 		return http.StatusUnauthorized, err.Error()
+	case errors.Is(err, errForbidden):
+		return http.StatusForbidden, err.Error()
 	case errors.As(err, &he):
 		return he.Code, http.StatusText(he.Code)
 	}

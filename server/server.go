@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,6 +39,20 @@ type Config struct {
 	CacheDir string
 	// Logger receives access logs. Default: discard.
 	Logger *slog.Logger
+	// MaxStreams limits concurrent /sse/ streams; one more is answered 503
+	// with Retry-After. 0 means no limit.
+	MaxStreams int
+	// Tokens, if any, are the bearer tokens that may read the files
+	// (/sse/, /files/, /manifest/, /api/files).
+	Tokens []string
+	// SignKey, if set, is the HMAC key of signed URLs (see Sign). Setting it
+	// also makes the file endpoints require a token or a signature.
+	SignKey []byte
+	// CORSOrigins are the origins whose pages may read the file endpoints;
+	// "*" means any origin and cannot be combined with CORSCredentials.
+	CORSOrigins []string
+	// CORSCredentials lets allowed origins send cookies and Authorization.
+	CORSCredentials bool
 }
 
 func (c *Config) setDefaults() error {
@@ -62,6 +77,17 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.CORSCredentials && slices.Contains(c.CORSOrigins, "*") {
+		return errors.New("server: CORS origin \"*\" cannot be combined with credentials; list the origins")
+	}
+	if c.MaxStreams < 0 {
+		return errors.New("server: negative MaxStreams")
+	}
+	for _, t := range c.Tokens {
+		if len(t) < 8 {
+			return errors.New("server: tokens must be at least 8 characters")
+		}
+	}
 	return nil
 }
 
@@ -78,6 +104,7 @@ type Server struct {
 	done    chan struct{}
 	mu      sync.Mutex
 	closing bool
+	active  int // open streams, under mu
 	streams sync.WaitGroup
 }
 
@@ -105,11 +132,14 @@ func (s *Server) routes() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.recoverPanics, s.accessLog)
-	e.GET("/sse/*", s.handleStream)
-	e.GET("/files/*", s.handleFile)
-	e.HEAD("/files/*", s.handleFile)
-	e.GET("/manifest/*", s.handleManifest)
-	e.GET("/api/files", s.handleList)
+	if len(s.cfg.CORSOrigins) > 0 {
+		e.Use(s.cors())
+	}
+	e.GET("/sse/*", s.handleStream, s.authorize("/sse/"))
+	e.GET("/files/*", s.handleFile, s.authorize("/files/"))
+	e.HEAD("/files/*", s.handleFile, s.authorize("/files/"))
+	e.GET("/manifest/*", s.handleManifest, s.authorize("/manifest/"))
+	e.GET("/api/files", s.handleList, s.authorize(""))
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/", s.handleAsset)
 	e.GET("/:asset", s.handleAsset)

@@ -67,7 +67,7 @@ func (s *Server) handleStream(c echo.Context) error {
 	if !s.enter() {
 		return errTooManyStreams
 	}
-	defer s.streams.Done()
+	defer s.leave()
 
 	st := &stream{
 		s: s, f: f, span: out, w: c.Response(), rc: http.NewResponseController(c.Response()),
@@ -241,15 +241,24 @@ func (f *file) unchanged() bool {
 	return err == nil && now.Size() == f.info.Size() && now.ModTime().Equal(f.info.ModTime())
 }
 
-// enter registers a stream unless the server is shutting down.
+// enter registers a stream unless the server is shutting down or has
+// MaxStreams open.
 func (s *Server) enter() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
+	if s.closing || s.cfg.MaxStreams > 0 && s.active >= s.cfg.MaxStreams {
 		return false
 	}
+	s.active++
 	s.streams.Add(1)
 	return true
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	s.active--
+	s.mu.Unlock()
+	s.streams.Done()
 }
 
 // encoders are pooled per encoding: a zstd encoder is costly to build.

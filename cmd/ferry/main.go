@@ -46,6 +46,7 @@ func commands() []command {
 		{"serve", "serve a folder as resumable SSE streams", runServe},
 		{"get", "download a file, resuming and verifying every block", runGet},
 		{"verify", "check a local file against the server's manifest", runVerify},
+		{"sign", "print a signed, expiring URL for one file", runSign},
 		{"demo", "serve the sample files and download them through a cutting proxy", runDemo},
 		{"gen", "write a deterministic sample file (random or text)", runGen},
 	}

@@ -33,6 +33,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	noCache := fs.Bool("no-cache", false, "keep block hashes in memory only")
 	logFormat := fs.String("log", "text", "access log format on stderr: text, json or none")
 	grace := fs.Duration("shutdown-timeout", 5*time.Second, "how long SIGINT/SIGTERM waits for open streams to end")
+	maxStreams := fs.Int("max-streams", 0, "concurrent streams at most; more get 503 with Retry-After (0: no limit)")
+	var tokens, corsOrigins listFlag
+	fs.Var(&tokens, "token", "bearer token required for the file endpoints (repeatable; prefer --token-file)")
+	tokenFile := fs.String("token-file", "", "file of bearer tokens, one per line")
+	signKeyFile := fs.String("sign-key-file", "", "HMAC key for signed URLs (ferry sign); also requires a token or signature")
+	fs.Var(&corsOrigins, "cors-origin", "origin allowed to read the files from a page (repeatable, or comma-separated; * for any)")
+	corsCreds := fs.Bool("cors-credentials", false, "allow credentials (cookies, Authorization) from the allowed origins")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); serves HTTPS and HTTP/2")
+	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: ferry serve [--root DIR] [--addr HOST:PORT] [--block-size 256KiB] [flags]")
 		fs.PrintDefaults()
@@ -70,10 +79,31 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *noCache {
 		*cacheDir = ""
 	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		fmt.Fprintln(stderr, "ferry serve: --tls-cert and --tls-key go together")
+		return exitUsage
+	}
+	if *tokenFile != "" {
+		more, err := readLines(*tokenFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "ferry serve: --token-file: %v\n", err)
+			return exitUsage
+		}
+		tokens = append(tokens, more...)
+	}
+	var signKey []byte
+	if *signKeyFile != "" {
+		var err error
+		if signKey, err = readKey(*signKeyFile); err != nil {
+			fmt.Fprintf(stderr, "ferry serve: --sign-key-file: %v\n", err)
+			return exitUsage
+		}
+	}
 
 	srv, err := server.New(server.Config{
 		Root: *root, BlockSize: int(blockSize), Retry: *retry, Heartbeat: *heartbeat,
-		WriteTimeout: *writeTimeout, CacheDir: *cacheDir, Logger: logger,
+		WriteTimeout: *writeTimeout, CacheDir: *cacheDir, Logger: logger, MaxStreams: *maxStreams,
+		Tokens: tokens, SignKey: signKey, CORSOrigins: corsOrigins, CORSCredentials: *corsCreds,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry serve: %v\n", err)
@@ -87,10 +117,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	hs := srv.HTTPServer(ln.Addr().String())
 	base := "http://" + ln.Addr().String()
+	if *tlsCert != "" {
+		base = "https://" + ln.Addr().String()
+	}
 	printWelcome(stdout, base, *root, int(blockSize))
 
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }() // exits when hs is shut down
+	go func() { // exits when hs is shut down
+		if *tlsCert != "" {
+			served <- hs.ServeTLS(ln, *tlsCert, *tlsKey) // HTTP/2 is negotiated by ALPN
+		} else {
+			served <- hs.Serve(ln)
+		}
+	}()
 	select {
 	case err := <-served:
 		fmt.Fprintf(stderr, "ferry serve: %v\n", err)
