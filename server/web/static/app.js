@@ -118,6 +118,8 @@ class Card {
   }
 
   actions(mode) {
+    if (mode === this.mode) return; // keep the buttons under the pointer
+    this.mode = mode;
     const a = $(".actions", this.el);
     a.replaceChildren();
     const btn = (label, fn, cls = "") => h("button", { type: "button", class: cls, onclick: fn }, label);

@@ -210,7 +210,8 @@ class Job {
       kept++;
       this.count++;
       this.bytes += b.length;
-      this.advanceDigest(i, b);
+      if (i === this.next) this.feedDigest(b); // later blocks may still fail here
+
       if (kept % 64 === 0) {
         this.progress();
         await yieldTask(); // let pause and cancel through
@@ -256,18 +257,18 @@ class Job {
   // (whose bytes are data) if it is next, then any following blocks already
   // stored, read back from storage.
   advanceDigest(i, data) {
-    if (i === this.next) {
-      this.x128.update(data);
-      if (this.wantSHA) this.sha.update(data);
-      this.next++;
-    }
+    if (i === this.next) this.feedDigest(data);
     while (this.next < this.n && this.bit(this.next)) {
       const b = this.scratch.subarray(0, this.blockLen(this.next));
       this.store.read(b, this.next * this.bs);
-      this.x128.update(b);
-      if (this.wantSHA) this.sha.update(b);
-      this.next++;
+      this.feedDigest(b);
     }
+  }
+
+  feedDigest(b) {
+    this.x128.update(b);
+    if (this.wantSHA) this.sha.update(b);
+    this.next++;
   }
 
   // missing returns the first run of blocks not yet verified, as byte

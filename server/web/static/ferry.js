@@ -28,9 +28,12 @@ export class FerryError extends Error {
   }
 }
 
-/** opfs reports whether downloads can go to the Origin Private File System. */
-export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.getDirectory &&
-  typeof FileSystemSyncAccessHandle !== "undefined";
+/**
+ * opfs reports whether this browser has the Origin Private File System.
+ * (Its sync access handles exist only in workers; the worker falls back to
+ * memory without them and says so in progress.storage.)
+ */
+export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.getDirectory;
 
 /**
  * download starts downloading the file at url, an /sse/<path> URL of a

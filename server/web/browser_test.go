@@ -1,0 +1,484 @@
+package web_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferry-dev/ferry/chunker"
+	"github.com/ferry-dev/ferry/server"
+	"github.com/ferry-dev/ferry/server/servertest"
+	"github.com/zeebo/xxh3"
+)
+
+// The browser tests run node scripts under test/ that drive Debian's
+// chromium with playwright-core against a real server, through a
+// fault-injecting proxy where the test needs one. They need node, the
+// packages of package-lock.json (npm ci) and /usr/bin/chromium; without
+// them they skip, except in CI (CI=true), where they fail.
+
+const blockSize = 256 << 10
+
+// chromium is the browser the tests drive; never a downloaded build.
+var chromium = envOr("FERRY_CHROMIUM", "/usr/bin/chromium")
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// need skips the test when a tool it needs is missing, or fails it in CI.
+func need(t *testing.T, browser bool) {
+	t.Helper()
+	var missing []string
+	if _, err := exec.LookPath("node"); err != nil {
+		missing = append(missing, "node (apt-get install nodejs npm)")
+	}
+	if browser {
+		if _, err := os.Stat("node_modules/playwright-core/package.json"); err != nil {
+			missing = append(missing, "server/web/node_modules (cd server/web && npm ci)")
+		}
+		if _, err := os.Stat(chromium); err != nil {
+			missing = append(missing, chromium+" (apt-get install chromium)")
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := "browser test needs " + strings.Join(missing, ", ")
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// logBuffer collects the server's JSON log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// streamLog is the server's log line for one /sse/ response.
+type streamLog struct {
+	Path    string `json:"path"`
+	Start   int64  `json:"start"`
+	End     int64  `json:"end"`
+	Blocks  int64  `json:"blocks"`
+	Outcome string `json:"outcome"`
+}
+
+// streams returns the stream log lines for path, in the order they ended.
+func (l *logBuffer) streams(path string) []streamLog {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []streamLog
+	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
+	for sc.Scan() {
+		var line struct {
+			Msg string `json:"msg"`
+			streamLog
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "stream" && line.Path == path {
+			out = append(out, line.streamLog)
+		}
+	}
+	return out
+}
+
+// waitStreams waits until the server has logged n streams of path.
+func (l *logBuffer) waitStreams(t *testing.T, path string, n int) []streamLog {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s := l.streams(path)
+		if len(s) >= n || time.Now().After(deadline) {
+			return s
+		}
+		<-tick.C
+	}
+}
+
+// site is a server on 127.0.0.1 for one test, behind a proxy when plan is
+// not nil; base is the URL the browser opens.
+type site struct {
+	root  string
+	base  string
+	log   *logBuffer
+	proxy *servertest.Proxy
+}
+
+func startSite(t *testing.T, files map[string][]byte, plan func(n int) servertest.Fault) *site {
+	t.Helper()
+	root := t.TempDir()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(root, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lb := &logBuffer{}
+	srv, err := server.New(server.Config{
+		Root: root, BlockSize: blockSize, Retry: 250 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(lb, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	s := &site{root: root, base: ts.URL, log: lb}
+	if plan != nil {
+		p, err := servertest.NewProxy(strings.TrimPrefix(ts.URL, "http://"), plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.proxy = p
+		s.base = "http://" + p.Addr
+	}
+	t.Cleanup(func() {
+		if s.proxy != nil {
+			s.proxy.Close()
+		}
+		ts.CloseClientConnections()
+		ts.Close()
+		srv.Close()
+	})
+	return s
+}
+
+// node runs test/<script> with args and decodes the JSON it prints into out.
+func node(t *testing.T, out any, script string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join("test", script)}, args...)...)
+	cmd.Env = append(os.Environ(), "FERRY_CHROMIUM="+chromium)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("node %s: %.1fs", script, time.Since(start).Seconds())
+	if err != nil {
+		t.Fatalf("node %s: %v\nstderr:\n%s", script, err, stderr.String())
+	}
+	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
+		t.Fatalf("node %s printed %q: %v\nstderr:\n%s", script, stdout.String(), err, stderr.String())
+	}
+}
+
+// sample returns n bytes from a fixed seed: the same on every run.
+func sample(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{byte(seed), 'f', 'e', 'r', 'r', 'y'}).Read(b)
+	return b
+}
+
+// text returns about n bytes of compressible log lines.
+func text(n int) []byte {
+	var b bytes.Buffer
+	r := rand.New(rand.NewPCG(7, 7))
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, "2026-11-23T10:%02d:%02d.%06dZ INFO ferry: path=/sse/file-%d.bin bytes=%d msg=%q\n",
+			i/60%60, i%60, r.IntN(1e6), r.IntN(40), r.IntN(1<<28), []string{"stream complete", "client gone", "resumed"}[r.IntN(3)])
+	}
+	return b.Bytes()[:n]
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// card is what the test scripts report of a download card on the page.
+type card struct {
+	State    string     `json:"state"`
+	Message  string     `json:"message"`
+	Notice   string     `json:"notice"`
+	Error    string     `json:"error"`
+	SHA256   string     `json:"sha256"`
+	Local    string     `json:"sha256Local"`
+	Stored   string     `json:"stored"` // SHA-256 of the bytes in OPFS
+	Log      []logEntry `json:"log"`
+	Progress struct {
+		Bytes      int64  `json:"bytes"`
+		Reconnects int    `json:"reconnects"`
+		Corrupt    int    `json:"corrupt"`
+		Duplicates int    `json:"duplicates"`
+		Reused     int    `json:"reused"`
+		Streams    int    `json:"streams"`
+		Storage    string `json:"storage"`
+	} `json:"progress"`
+}
+
+// logEntry is one line of a download's history in the page.
+type logEntry struct {
+	Kind   string `json:"kind"`
+	Text   string `json:"text"`
+	Start  int64  `json:"start"`
+	Last   int64  `json:"last"`
+	Offset int64  `json:"offset"`
+}
+
+func (c card) entries(kind string) []logEntry {
+	var out []logEntry
+	for _, e := range c.Log {
+		if e.Kind == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// checkIdentical fails unless the page verified the file, shows its SHA-256,
+// computed the same itself, and OPFS holds exactly its bytes.
+func checkIdentical(t *testing.T, name string, c card, want []byte) {
+	t.Helper()
+	w := sha(want)
+	if c.State != "done" {
+		t.Errorf("%s: state %q (message %q), want done", name, c.State, c.Message)
+	}
+	if c.Stored != w {
+		t.Errorf("%s: SHA-256 of the bytes in OPFS = %s, want %s", name, c.Stored, w)
+	}
+	if c.SHA256 != w {
+		t.Errorf("%s: page shows SHA-256 %s, want %s", name, c.SHA256, w)
+	}
+	if c.Local != w {
+		t.Errorf("%s: SHA-256 computed in the page = %s, want %s", name, c.Local, w)
+	}
+}
+
+// blockBytes is the number of file bytes in n blocks from offset start.
+func blockBytes(start, n, size int64) int64 {
+	return min(n*blockSize, size-start)
+}
+
+func TestBrowserDownload(t *testing.T) {
+	need(t, true)
+	files := map[string][]byte{
+		"sample.bin":        sample(1, 5<<20+1000), // a short last block
+		"server log.txt":    text(3 << 20),         // compressible: gzip blocks
+		"hello wörld ñ.txt": []byte("hello, wörld\n"),
+		"empty.bin":         {},
+	}
+	s := startSite(t, files, nil)
+	var got map[string]card
+	names := []string{"sample.bin", "server log.txt", "hello wörld ñ.txt", "empty.bin"}
+	node(t, &got, "download.mjs", append([]string{s.base}, names...)...)
+	for _, name := range names {
+		c := got[name]
+		checkIdentical(t, name, c, files[name])
+		if c.Progress.Storage != "opfs" {
+			t.Errorf("%s: storage %q, want opfs", name, c.Progress.Storage)
+		}
+		if c.Progress.Corrupt != 0 || c.Progress.Duplicates != 0 {
+			t.Errorf("%s: %d corrupt and %d duplicate blocks on a clean link, want 0", name, c.Progress.Corrupt, c.Progress.Duplicates)
+		}
+	}
+	for _, st := range s.log.streams("server log.txt") {
+		if st.Outcome != "complete" {
+			t.Errorf("server log.txt: stream outcome %q, want complete", st.Outcome)
+		}
+	}
+}
+
+func TestBrowserCutsResumeAtNextBlock(t *testing.T) {
+	need(t, true)
+	data := sample(2, 6<<20)
+	const cutAt = 1_000_000 // bytes of each connection: every stream is cut
+	s := startSite(t, map[string][]byte{"cut.bin": data}, func(int) servertest.Fault {
+		return servertest.Fault{CutAt: cutAt}
+	})
+	var c card
+	node(t, &c, "cuts.mjs", s.base, "cut.bin")
+	checkIdentical(t, "cut.bin", c, data)
+	if c.Progress.Reconnects < 3 {
+		t.Errorf("%d reconnects, want at least 3 (a cut every %d bytes of a %d-byte file)", c.Progress.Reconnects, cutAt, len(data))
+	}
+	if c.Progress.Duplicates != 0 || c.Progress.Corrupt != 0 {
+		t.Errorf("%d duplicate and %d corrupt blocks, want 0: no block is sent twice", c.Progress.Duplicates, c.Progress.Corrupt)
+	}
+
+	// Each stream the page saw after a cut starts at the block after the last
+	// one it received, and the server's log agrees, stream by stream.
+	seen := c.entries("stream")
+	if len(seen) < 2 {
+		t.Fatalf("page saw %d streams, want several", len(seen))
+	}
+	for i, e := range seen[1:] {
+		if e.Start != e.Last+blockSize {
+			t.Errorf("stream %d starts at %d, want %d: the block after the last one received (%d)", i+2, e.Start, e.Last+blockSize, e.Last)
+		}
+	}
+	logged := s.log.waitStreams(t, "cut.bin", len(seen))
+	if len(logged) != len(seen) {
+		t.Fatalf("server logged %d streams of cut.bin, the page saw %d", len(logged), len(seen))
+	}
+	for i := range logged {
+		if logged[i].Start != seen[i].Start {
+			t.Errorf("server stream %d starts at %d, the page saw %d", i+1, logged[i].Start, seen[i].Start)
+		}
+		if logged[i].Start%blockSize != 0 {
+			t.Errorf("server stream %d starts at %d, not on a block boundary", i+1, logged[i].Start)
+		}
+	}
+	if last := logged[len(logged)-1]; last.Outcome != "complete" {
+		t.Errorf("last stream outcome %q, want complete", last.Outcome)
+	}
+}
+
+func TestBrowserReloadResumesFromOPFS(t *testing.T) {
+	need(t, true)
+	data := sample(3, 8<<20)
+	size := int64(len(data))
+	// Throttled, so that the page can be reloaded half way.
+	s := startSite(t, map[string][]byte{"reload.bin": data}, func(int) servertest.Fault {
+		return servertest.Fault{BytesPerSecond: 3 << 20}
+	})
+	var c struct {
+		card
+		Before int64 `json:"before"` // verified bytes just before the reload
+	}
+	node(t, &c, "reload.mjs", s.base, "reload.bin")
+	checkIdentical(t, "reload.bin", c.card, data)
+	if c.Before < size/2 || c.Before >= size {
+		t.Fatalf("reloaded with %d of %d bytes verified, want about half", c.Before, size)
+	}
+	if len(c.entries("resume")) != 1 {
+		t.Errorf("page log has %d resume entries, want 1: %+v", len(c.entries("resume")), c.Log)
+	}
+	// The first stream is the one the reload interrupted; the streams after
+	// it send at most the missing part and one block.
+	logged := s.log.waitStreams(t, "reload.bin", 2)
+	if len(logged) < 2 {
+		t.Fatalf("server logged %d streams, want the one before the reload and the ones after: %+v", len(logged), logged)
+	}
+	if logged[0].Start != 0 {
+		t.Errorf("first stream starts at %d, want 0", logged[0].Start)
+	}
+	var after int64
+	for _, st := range logged[1:] {
+		after += blockBytes(st.Start, st.Blocks, size)
+	}
+	if limit := size - c.Before + blockSize; after > limit {
+		t.Errorf("after the reload the server sent %d bytes of blocks, want at most %d (the missing %d and one block)", after, limit, size-c.Before)
+	}
+	t.Logf("reloaded at %d of %d bytes; %d bytes of blocks served after the reload", c.Before, size, after)
+}
+
+func TestBrowserCorruptBlockRefetched(t *testing.T) {
+	need(t, true)
+	data := sample(4, 2<<20)
+	// Flip a bit 1.3 MB into every connection: inside the base64 of the
+	// fourth block of a stream. Page assets are far smaller.
+	s := startSite(t, map[string][]byte{"flip.bin": data}, func(int) servertest.Fault {
+		return servertest.Fault{FlipAt: 1_300_000}
+	})
+	var c card
+	node(t, &c, "corrupt.mjs", s.base, "flip.bin")
+	checkIdentical(t, "flip.bin", c, data)
+	bad := c.entries("corrupt")
+	if len(bad) == 0 || c.Progress.Corrupt != len(bad) {
+		t.Fatalf("page detected %d corrupt blocks (log: %d), want at least 1", c.Progress.Corrupt, len(bad))
+	}
+	// Each bad block is fetched again: the next stream starts at it.
+	logged := s.log.waitStreams(t, "flip.bin", len(bad)+1)
+	starts := map[int64]bool{}
+	for _, st := range logged {
+		starts[st.Start] = true
+	}
+	for _, b := range bad {
+		if !starts[b.Offset] {
+			t.Errorf("block at %d failed verification but no stream restarted there; streams: %+v", b.Offset, logged)
+		}
+	}
+}
+
+func TestBrowserErrorMessages(t *testing.T) {
+	need(t, true)
+	changing := sample(5, 4<<20)
+	s := startSite(t, map[string][]byte{"gone.bin": sample(6, 1<<20), "changing.bin": changing}, func(int) servertest.Fault {
+		return servertest.Fault{BytesPerSecond: 4 << 20}
+	})
+	var got struct {
+		Gone    card `json:"gone"`
+		Changed card `json:"changed"`
+	}
+	node(t, &got, "errors.mjs", s.base, s.root, "gone.bin", "changing.bin")
+
+	if got.Gone.State != "error" || got.Gone.Error != "not-found" || !strings.Contains(got.Gone.Message, "not on the server (404)") {
+		t.Errorf("gone.bin: state %q, error %q, message %q; want error not-found saying it is not on the server (404)",
+			got.Gone.State, got.Gone.Error, got.Gone.Message)
+	}
+
+	// The second half changed while the download was paused: the page says
+	// so, keeps the first half and ends with the new file.
+	for i := len(changing) / 2; i < len(changing); i++ {
+		changing[i] ^= 0x5a
+	}
+	c := got.Changed
+	checkIdentical(t, "changing.bin", c, changing)
+	if !strings.Contains(c.Notice, "changed on the server") {
+		t.Errorf("changing.bin: notice %q, want it to say the file changed on the server", c.Notice)
+	}
+	if c.Progress.Reused == 0 {
+		t.Errorf("changing.bin: reused %d blocks, want the verified blocks of the unchanged first half", c.Progress.Reused)
+	}
+}
+
+// TestHashBundleMatchesGo checks the bundled hash-wasm against zeebo/xxh3
+// and crypto/sha256, the server's hashes, on inputs around xxh3's internal
+// sizes.
+func TestHashBundleMatchesGo(t *testing.T) {
+	need(t, false)
+	var in bytes.Buffer
+	var want []string
+	for _, n := range []int{0, 1, 3, 4, 8, 9, 16, 17, 128, 129, 240, 241, 1023, 1024, 1025, 4096, 65537, blockSize} {
+		b := sample(uint64(n), n)
+		fmt.Fprintf(&in, "x%x\n", b)
+		want = append(want, goHashes(b))
+	}
+	cmd := exec.CommandContext(t.Context(), "node", filepath.Join("test", "hashes.mjs"))
+	cmd.Stdin = &in
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node test/hashes.mjs: %v", err)
+	}
+	got := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(got) != len(want) {
+		t.Fatalf("node printed %d lines, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("input %d: hash-wasm = %s, want (Go) %s", i, got[i], want[i])
+		}
+	}
+}
+
+// goHashes returns "xxh3-64 xxh3-128 sha256" of b as the server writes them.
+func goHashes(b []byte) string {
+	h := xxh3.Hash128(b)
+	return fmt.Sprintf("%s %016x%016x %s", chunker.FormatHash(xxh3.Hash(b)), h.Hi, h.Lo, sha(b))
+}
