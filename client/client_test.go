@@ -169,13 +169,13 @@ func TestCutsOnEventBoundaries(t *testing.T) {
 		cuts = append(cuts, b+150, b+151) // near the boundary once the head is counted
 	}
 	var n atomic.Int64
-	f.proxy.Plan = func(int) servertest.Fault {
+	f.proxy.SetPlan(func(int) servertest.Fault {
 		i := n.Add(1) - 1
 		if i < int64(len(cuts)) {
 			return servertest.Fault{CutAt: cuts[i]}
 		}
 		return servertest.Fault{}
-	}
+	})
 	out := filepath.Join(t.TempDir(), "f.bin")
 	res, err := Download(context.Background(), f.url("f.bin"), testOptions(out))
 	if err != nil {
@@ -254,7 +254,7 @@ func TestRemoteReplacedBetweenCutAndResume(t *testing.T) {
 				t.Fatal(err)
 			}
 			os.Chtimes(filepath.Join(f.root, "f.bin"), time.Now().Add(time.Minute), time.Now().Add(time.Minute))
-			f.proxy.Plan = nil
+			f.proxy.SetPlan(nil)
 			opts = testOptions(out)
 			opts.Strict = strict
 			res, err := Download(context.Background(), f.url("f.bin"), opts)
@@ -341,7 +341,7 @@ func TestStalledServerTimesOut(t *testing.T) {
 	if readState(out) == nil {
 		t.Fatal("no state saved after the timeout")
 	}
-	f.proxy.Plan = nil
+	f.proxy.SetPlan(nil)
 	res, err := Download(context.Background(), f.url("f.bin"), testOptions(out))
 	if err != nil {
 		t.Fatalf("rerun: %v", err)

@@ -573,3 +573,27 @@ func TestListFiles(t *testing.T) {
 		t.Errorf("listing mismatch (-want +got):\n%s", diff)
 	}
 }
+
+func TestHeartbeatWhileWaitingForDigests(t *testing.T) {
+	root := t.TempDir()
+	f, err := os.Create(filepath.Join(root, "sparse.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(512 << 20) // hashing it takes far longer than one heartbeat
+	f.Close()
+	s, err := New(Config{Root: root, BlockSize: 1 << 20, Heartbeat: 2 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	defer func() { ts.Close(); s.Close() }()
+	// A ranged stream of one block: its end event waits for the digests.
+	resp := get(t, sseURL(ts.URL, "sparse.bin", "range=0-0"))
+	body, _ := io.ReadAll(resp.Body)
+	ping := bytes.Index(body, []byte("\n: ping\n\n"))
+	end := bytes.Index(body, []byte("event: end\n"))
+	if ping < 0 || end < 0 || ping > end {
+		t.Fatalf("no ping before the end event (ping at %d, end at %d)", ping, end)
+	}
+}

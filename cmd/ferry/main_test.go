@@ -206,7 +206,7 @@ func TestKill9AndRerun(t *testing.T) {
 	}
 	part, _ := os.ReadFile(out + ".part")
 	missing := int64(len(data)) - validBlocks(part, data)
-	f.proxy.Plan = nil
+	f.proxy.SetPlan(nil)
 	code, stdout, stderr := ferry(t, "get", f.url(), "-o", out, "--json", "--progress", "line")
 	if code != 0 {
 		t.Fatalf("rerun exit %d: %s", code, stderr)
@@ -296,7 +296,7 @@ func TestStrictChangedExit7(t *testing.T) {
 	next := randomData(5, 32*testBS)
 	os.WriteFile(filepath.Join(f.root, "f.bin"), next, 0o644)
 	os.Chtimes(filepath.Join(f.root, "f.bin"), time.Now().Add(time.Minute), time.Now().Add(time.Minute))
-	f.proxy.Plan = nil
+	f.proxy.SetPlan(nil)
 	if code, _, stderr := ferry(t, "get", f.url(), "-o", out, "--strict"); code != 7 {
 		t.Fatalf("--strict after a change: exit %d, want 7\n%s", code, stderr)
 	}

@@ -31,9 +31,8 @@ type Fault struct {
 type Proxy struct {
 	// Addr is the proxy's listening address, host:port.
 	Addr string
-	// Plan returns the fault for the n-th connection (0-based). Nil: none.
-	Plan func(n int) Fault
 
+	plan   atomic.Pointer[func(n int) Fault]
 	target string
 	ln     net.Listener
 	conns  atomic.Int64
@@ -44,16 +43,22 @@ type Proxy struct {
 	open   map[net.Conn]struct{}
 }
 
-// NewProxy starts a proxy to target. Close stops it and every connection.
+// NewProxy starts a proxy to target. plan returns the fault for the n-th
+// connection (0-based); nil means none. Close stops the proxy and every
+// connection.
 func NewProxy(target string, plan func(n int) Fault) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{Addr: ln.Addr().String(), Plan: plan, target: target, ln: ln, done: make(chan struct{}), open: make(map[net.Conn]struct{})}
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, done: make(chan struct{}), open: make(map[net.Conn]struct{})}
+	p.SetPlan(plan)
 	p.wg.Go(p.accept)
 	return p, nil
 }
+
+// SetPlan replaces the plan for the connections accepted from now on.
+func (p *Proxy) SetPlan(plan func(n int) Fault) { p.plan.Store(&plan) }
 
 // Conns returns how many connections the proxy has accepted.
 func (p *Proxy) Conns() int { return int(p.conns.Load()) }
@@ -99,8 +104,8 @@ func (p *Proxy) accept() {
 		}
 		n := int(p.conns.Add(1) - 1)
 		var f Fault
-		if p.Plan != nil {
-			f = p.Plan(n)
+		if plan := *p.plan.Load(); plan != nil {
+			f = plan(n)
 		}
 		p.wg.Go(func() { p.serve(client, f) })
 	}
