@@ -99,6 +99,10 @@ class Card {
     const notice = $(".notice", el);
     notice.hidden = !p.notice;
     notice.textContent = p.notice;
+    if (p.state !== this.lastState) {
+      this.lastState = p.state;
+      renderFiles();
+    }
     const warn = p.state === "waiting" || p.state === "reconnecting";
     this.setError(warn ? p.message : "", "warn");
     if (p.state === "paused" || p.state === "downloading") this.actions(p.state === "paused" ? "paused" : "active");
@@ -176,22 +180,21 @@ class Card {
     $("progress", el).value = 1;
     $(".size", el).textContent = size(r.size);
     const st = r.stats;
-    $(".stats", el).textContent = restored ? `${size(r.size)} · kept in this browser` :
-      [size(r.size), st?.reconnects ? `${st.reconnects} reconnects` : "", st?.corrupt ? `${st.corrupt} bad blocks fetched again` : "",
-        r.storage === "memory" ? "held in memory" : ""].filter(Boolean).join(" · ");
+    $(".stats", el).textContent = [size(r.size), r.storage === "memory" ? "held in memory until you leave the page" : "kept in this browser until you remove it",
+      st?.reconnects ? `${st.reconnects} reconnect${st.reconnects > 1 ? "s" : ""}` : "",
+      st?.corrupt ? `${st.corrupt} bad block${st.corrupt > 1 ? "s" : ""} fetched again` : ""].filter(Boolean).join(" · ");
     this.setError("");
     const local = h("span", { class: "local muted" });
     $(".verified", el).replaceChildren(
-      h("span", { class: "mark" }, "✓ Verified"),
-      h("span", { class: "muted" }, " every block and the whole file · SHA-256 "),
-      h("code", { class: "sha" }, r.sha256),
-      local,
+      h("div", {}, h("span", { class: "mark" }, "✓ Verified"), h("span", { class: "muted" }, " every block and the whole file")),
+      h("div", {}, h("span", { class: "muted" }, "SHA-256 "), h("code", { class: "sha" }, r.sha256), local),
     );
     $(".verified", el).hidden = false;
     this.actions("done");
     renderFiles();
     const check = () => {
       local.replaceChildren(" · checking here…");
+      local.classList.remove("bad");
       ferry.checkSHA256(r.file, { onProgress: (b, t) => (local.textContent = ` · checking here… ${Math.floor((100 * b) / t)} %`) })
         .then((hex) => {
           el.dataset.sha256Local = hex;
@@ -227,8 +230,9 @@ function renderFiles() {
   ul.replaceChildren();
   for (const f of files) {
     const card = downloads.get(f.path);
-    const busy = card && card.el.dataset.state !== "error";
-    const label = !card ? "Download" : card.result ? "Downloaded" : busy ? "Downloading" : "Download";
+    const state = card?.el.dataset.state;
+    const busy = !!card && state !== "error";
+    const label = !card || state === "error" ? "Download" : card.result ? "Downloaded" : state === "paused" ? "Paused" : "Downloading";
     ul.append(h("li", { "data-path": f.path },
       h("span", { class: "name", title: f.path }, f.path),
       h("span", { class: "size muted" }, size(f.size)),
