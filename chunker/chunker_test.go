@@ -133,6 +133,14 @@ func TestRoundTrip(t *testing.T) {
 				if !bytes.Equal(got, raw) {
 					t.Error("decoded block differs from the original")
 				}
+				dst := make([]byte, 0, len(raw)+8)
+				got, err = NewDecoder().DecodeInto(dst, f)
+				if err != nil || !bytes.Equal(got, raw) {
+					t.Fatalf("DecodeInto: %v, equal=%v", err, bytes.Equal(got, raw))
+				}
+				if &got[:1][0] != &dst[:1][0] {
+					t.Error("DecodeInto did not decode into dst")
+				}
 			})
 		}
 	}

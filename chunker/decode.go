@@ -219,7 +219,12 @@ func NewDecoder() *Decoder { return &Decoder{} }
 // Decode base64-decodes, decompresses and verifies f. It returns the raw
 // block, valid until the next call, or an error wrapping ErrCorrupt,
 // ErrEncoding or ErrChecksum; corrupt data is never returned.
-func (d *Decoder) Decode(f Frame) ([]byte, error) {
+func (d *Decoder) Decode(f Frame) ([]byte, error) { return d.DecodeInto(nil, f) }
+
+// DecodeInto is Decode, writing the block into dst when dst has room for
+// it (a capacity of at least Length+8), else into the Decoder's buffer.
+// It saves a copy for callers that hand blocks on to another goroutine.
+func (d *Decoder) DecodeInto(dst []byte, f Frame) ([]byte, error) {
 	if f.Length < 0 || f.Length > MaxBlockSize {
 		return nil, fmt.Errorf("%w: length %d", ErrCorrupt, f.Length)
 	}
@@ -227,22 +232,27 @@ func (d *Decoder) Decode(f Frame) ([]byte, error) {
 	if n > 2*MaxBlockSize {
 		return nil, fmt.Errorf("%w: payload of %d bytes", ErrCorrupt, n)
 	}
-	if cap(d.b64) < n {
-		d.b64 = make([]byte, n)
+	identity := f.Encoding == Identity || f.Encoding == ""
+	buf := dst
+	if !identity || cap(dst) < n {
+		if cap(d.b64) < n {
+			d.b64 = make([]byte, n)
+		}
+		buf = d.b64
 	}
-	n, err := stdEncoding.Decode(d.b64[:n], f.Data)
+	n, err := stdEncoding.Decode(buf[:n], f.Data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: base64: %w", ErrCorrupt, err)
 	}
-	payload := d.b64[:n]
+	payload := buf[:n]
 	var raw []byte
 	switch f.Encoding {
 	case Identity, "":
 		raw = payload
 	case Zstd:
-		raw, err = d.unzstd(payload, f.Length)
+		raw, err = d.unzstd(payload, f.Length, dst)
 	case Gzip:
-		raw, err = d.gunzip(payload, f.Length)
+		raw, err = d.gunzip(payload, f.Length, dst)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrEncoding, f.Encoding)
 	}
@@ -258,14 +268,19 @@ func (d *Decoder) Decode(f Frame) ([]byte, error) {
 	return raw, nil
 }
 
-func (d *Decoder) rawBuf(n int) []byte {
+// rawBuf returns an empty buffer with room for n+1 bytes (one more than a
+// block, to notice a payload that decompresses to more): dst if it has it.
+func (d *Decoder) rawBuf(n int, dst []byte) []byte {
+	if cap(dst) >= n+1 {
+		return dst[:0]
+	}
 	if cap(d.raw) < n+1 {
 		d.raw = make([]byte, n+1)
 	}
 	return d.raw[:0]
 }
 
-func (d *Decoder) unzstd(p []byte, length int) ([]byte, error) {
+func (d *Decoder) unzstd(p []byte, length int, dst []byte) ([]byte, error) {
 	if d.zd == nil {
 		zd, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1),
 			zstd.WithDecoderMaxMemory(MaxBlockSize+1), zstd.WithDecoderMaxWindow(MaxBlockSize), zstd.WithDecodeAllCapLimit(true))
@@ -276,14 +291,14 @@ func (d *Decoder) unzstd(p []byte, length int) ([]byte, error) {
 	}
 	// With WithDecodeAllCapLimit the output may not outgrow the buffer's
 	// capacity (length+1), so a hostile frame cannot make us allocate more.
-	raw, err := d.zd.DecodeAll(p, d.rawBuf(length))
+	raw, err := d.zd.DecodeAll(p, d.rawBuf(length, dst))
 	if err != nil {
 		return nil, fmt.Errorf("%w: zstd: %w", ErrCorrupt, err)
 	}
 	return raw, nil
 }
 
-func (d *Decoder) gunzip(p []byte, length int) ([]byte, error) {
+func (d *Decoder) gunzip(p []byte, length int, dst []byte) ([]byte, error) {
 	d.gbuf.Reset(p)
 	var err error
 	if d.gr == nil {
@@ -294,7 +309,7 @@ func (d *Decoder) gunzip(p []byte, length int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: gzip: %w", ErrCorrupt, err)
 	}
-	buf := d.rawBuf(length)[:length+1]
+	buf := d.rawBuf(length, dst)[:length+1]
 	n, err := io.ReadFull(d.gr, buf)
 	switch err {
 	case io.ErrUnexpectedEOF, io.EOF:

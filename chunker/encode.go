@@ -3,6 +3,7 @@ package chunker
 import (
 	"bytes"
 	"strconv"
+	"time"
 
 	b64 "github.com/emmansun/base64"
 	"github.com/klauspost/compress/gzip"
@@ -24,6 +25,11 @@ type Encoder struct {
 	gw       *gzip.Writer
 	comp     bytes.Buffer
 	frame    []byte
+
+	// Of the latest Frame that tried to compress: how long compressing took
+	// and how many bytes it produced (kept or not).
+	lastTook time.Duration
+	lastLen  int
 }
 
 // NewEncoder returns an Encoder that tries the given encoding (Identity,
@@ -55,9 +61,20 @@ func NewEncoder(encoding string) *Encoder {
 func (e *Encoder) Encoding() string { return e.encoding }
 
 // Frame returns the complete block event for raw, the block at off whose
-// xxh3-64 is hash. The slice is valid until the next call.
+// xxh3-64 is hash, compressed if that makes it smaller. The slice is valid
+// until the next call.
 func (e *Encoder) Frame(off int64, raw []byte, hash uint64) []byte {
-	payload, enc := e.compress(raw)
+	return e.FrameWith(off, raw, hash, true)
+}
+
+// FrameWith is Frame, trying compression only if compress is true.
+func (e *Encoder) FrameWith(off int64, raw []byte, hash uint64, compress bool) []byte {
+	payload, enc := raw, Identity
+	if compress && e.encoding != Identity {
+		start := time.Now()
+		payload, enc = e.compress(raw)
+		e.lastTook = time.Since(start)
+	}
 	f := e.frame[:0]
 	f = append(f, "id: "...)
 	f = strconv.AppendInt(f, off, 10)
@@ -78,6 +95,10 @@ func (e *Encoder) Frame(off int64, raw []byte, hash uint64) []byte {
 	return f
 }
 
+// LastCompression reports, for the latest Frame that tried to compress,
+// how long compressing took and the compressed size, kept or not.
+func (e *Encoder) LastCompression() (time.Duration, int) { return e.lastTook, e.lastLen }
+
 // compress returns the bytes to send and their encoding: the compressed
 // block when that is smaller, else raw as identity.
 func (e *Encoder) compress(raw []byte) ([]byte, string) {
@@ -85,15 +106,21 @@ func (e *Encoder) compress(raw []byte) ([]byte, string) {
 	case e.zw != nil:
 		out := e.zw.EncodeAll(raw, e.comp.Bytes()[:0])
 		e.comp = *bytes.NewBuffer(out) // keep the grown buffer for the next block
-		if len(out) < len(raw) {
+		if e.lastLen = len(out); len(out) < len(raw) {
 			return out, Zstd
 		}
 	case e.gw != nil:
 		e.comp.Reset()
 		e.gw.Reset(&e.comp)
-		if _, err := e.gw.Write(raw); err == nil && e.gw.Close() == nil && e.comp.Len() < len(raw) {
+		ok := false
+		if _, err := e.gw.Write(raw); err == nil && e.gw.Close() == nil {
+			ok = true
+		}
+		if e.lastLen = e.comp.Len(); ok && e.comp.Len() < len(raw) {
 			return e.comp.Bytes(), Gzip
 		}
+	default:
+		e.lastLen = len(raw)
 	}
 	return raw, Identity
 }

@@ -32,7 +32,14 @@ type span struct{ start, end int64 }
 // fetchSpans fetches the given spans over opts.Parallel streams. A nil
 // spans means the whole file, whose size the first stream's meta event
 // tells; that stream starts at once and the others join when it has.
-func (d *download) fetchSpans(ctx context.Context, spans []span) error {
+func (d *download) fetchSpans(ctx context.Context, spans []span) (err error) {
+	d.sink = d.startSink()
+	defer func() {
+		if serr := d.sink.close(); err == nil {
+			err = serr
+		}
+		d.sink = nil
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	if spans == nil {
 		g.Go(func() error { return d.fetchSpan(gctx, span{0, -1}, g) })
@@ -243,7 +250,7 @@ func (a *attempt) run(ctx context.Context) error {
 			if context.Cause(actx) == errIdle {
 				return errIdle
 			}
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return errCut
 			}
 			return netError(actx, err)
@@ -328,30 +335,36 @@ func (a *attempt) block(ev sse.Event, dec *chunker.Decoder) error {
 	if err == nil && f.Offset != a.next {
 		err = fmt.Errorf("block at %d, want %d", f.Offset, a.next)
 	}
+	if serr := d.sink.failed(); serr != nil {
+		return serr
+	}
+	buf := d.sink.buffer(d.st.BlockSize)
 	var raw []byte
 	if err == nil {
 		i := f.Offset / int64(d.st.BlockSize)
 		if _, n := chunker.Span(d.st.Size, d.st.BlockSize, i); f.Offset >= d.st.Size || f.Length != n {
 			err = fmt.Errorf("block at %d of %d bytes does not fit the file", f.Offset, f.Length)
-		} else if raw, err = dec.Decode(f); err == nil && d.man != nil && d.man.ETag == d.st.ETag && uint64(d.man.Hashes[i]) != f.Hash {
+		} else if raw, err = dec.DecodeInto(buf.data, f); err == nil && d.man != nil && d.man.ETag == d.st.ETag && uint64(d.man.Hashes[i]) != f.Hash {
 			err = fmt.Errorf("block at %d disagrees with the manifest", f.Offset)
 		}
 	}
 	if err != nil {
+		d.sink.recycle(buf)
 		d.stats.refetched.Add(1)
 		d.stats.fetched.Add(int64(f.Length))
 		d.logf("block at offset %d failed verification (%v); fetching it again", a.next, err)
 		return fmt.Errorf("%w: %w", errCorrupt, err)
 	}
-	if _, err := d.part.WriteAt(raw, f.Offset); err != nil {
-		return fmt.Errorf("%w: %w", ErrDisk, err)
+	if &raw[:1][0] != &buf.data[:1][0] {
+		buf.data = append(buf.data[:0], raw...) // decoded elsewhere: copy
+	} else {
+		buf.data = raw
 	}
-	d.feedSum(f.Offset, raw)
+	buf.off = f.Offset
+	d.sink.give(buf)
 	a.next = f.Offset + int64(len(raw))
 	a.progressed = true
 	d.stats.fetched.Add(int64(len(raw)))
-	d.stats.done.Add(int64(len(raw)))
-	d.progress("")
 	return nil
 }
 

@@ -91,6 +91,7 @@ type stream struct {
 	w      http.ResponseWriter
 	rc     *http.ResponseController
 	enc    *chunker.Encoder
+	policy codecPolicy
 	bytes  int64 // bytes written, framing included
 	blocks int64 // block events written
 }
@@ -161,9 +162,17 @@ func (st *stream) run(r *http.Request) string {
 			sum.Write(raw)
 			hashes = append(hashes, manifest.Hash(hash))
 		}
-		if err := st.write(st.enc.Frame(off, raw, hash)); err != nil {
+		try := st.policy.try()
+		frame := st.enc.FrameWith(off, raw, hash, try)
+		if try {
+			took, n := st.enc.LastCompression()
+			st.policy.compressed(len(raw), n, took)
+		}
+		began := time.Now()
+		if err := st.write(frame); err != nil {
 			return outcomeWriteFail
 		}
+		st.policy.wrote(len(frame), time.Since(began))
 		st.blocks++
 	}
 
@@ -273,4 +282,59 @@ func (s *Server) putEncoder(e *chunker.Encoder) {
 	if p, ok := encoderPools.Load(e.Encoding()); ok {
 		p.(*sync.Pool).Put(e)
 	}
+}
+
+// codecPolicy decides, block by block and by measurement, whether trying
+// to compress pays: it does when the time compression saves on the wire
+// (the bytes it removes, times how long a byte takes to write to this
+// client) exceeds the time compressing takes. On a fast link the server's
+// CPU is the bottleneck and blocks go out as they are; on a slow one
+// (writes block on a full socket) compressible blocks are compressed.
+// Every probeEvery-th block is tried anyway, to follow changes in the
+// data and the link.
+type codecPolicy struct {
+	blocks     int64
+	costNs     float64 // compressing: ns per raw byte
+	ratio      float64 // compressed size ÷ raw size
+	writeNs    float64 // writing: ns per byte on the wire
+	haveCost   bool
+	haveWrites bool
+}
+
+const (
+	probeEvery = 16
+	ewmaWeight = 0.25
+)
+
+func ewma(old, sample float64, have bool) float64 {
+	if !have {
+		return sample
+	}
+	return old + ewmaWeight*(sample-old)
+}
+
+func (p *codecPolicy) try() bool {
+	p.blocks++
+	if !p.haveCost || !p.haveWrites || p.blocks%probeEvery == 0 {
+		return true
+	}
+	saved := (1 - p.ratio) * 4 / 3 * p.writeNs // base64 sends 4 bytes per 3
+	return saved > p.costNs
+}
+
+func (p *codecPolicy) compressed(raw, n int, took time.Duration) {
+	if raw == 0 {
+		return
+	}
+	p.costNs = ewma(p.costNs, float64(took.Nanoseconds())/float64(raw), p.haveCost)
+	p.ratio = ewma(p.ratio, min(1, float64(n)/float64(raw)), p.haveCost)
+	p.haveCost = true
+}
+
+func (p *codecPolicy) wrote(n int, took time.Duration) {
+	if n == 0 {
+		return
+	}
+	p.writeNs = ewma(p.writeNs, float64(took.Nanoseconds())/float64(n), p.haveWrites)
+	p.haveWrites = true
 }
