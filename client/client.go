@@ -150,7 +150,7 @@ type download struct {
 	start time.Time
 
 	part  *os.File
-	sink  *sink // writes blocks during fetchSpans
+	sink  *sink              // writes blocks during fetchSpans
 	st    state              // the version being downloaded, once known
 	man   *manifest.Manifest // fetched only to check or reuse blocks on disk
 	end   *chunker.End       // the digests from an end event
