@@ -102,6 +102,10 @@ func (st *stream) run(r *http.Request) string {
 	size, bs := f.info.Size(), s.cfg.BlockSize
 	ctx := r.Context()
 
+	// The per-write deadlines below would outlive the stream on a kept-alive
+	// connection (the server has no WriteTimeout to reset them): clear them.
+	defer st.rc.SetWriteDeadline(time.Time{})
+
 	h := st.w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
