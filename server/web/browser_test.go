@@ -328,24 +328,38 @@ func TestBrowserCutsResumeAtNextBlock(t *testing.T) {
 		t.Fatalf("page saw %d streams, want several", len(seen))
 	}
 	for i, e := range seen[1:] {
-		if e.Start != e.Last+blockSize {
-			t.Errorf("stream %d starts at %d, want %d: the block after the last one received (%d)", i+2, e.Start, e.Last+blockSize, e.Last)
+		want := e.Last + blockSize // Last is -1 before the first block
+		if e.Last < 0 {
+			want = 0
 		}
+		if e.Start != want {
+			t.Errorf("stream %d starts at %d, want %d: the block after the last one received (%d)", i+2, e.Start, want, e.Last)
+		}
+	}
+	// The server started each of its streams where the page asked: at a
+	// block the page saw a stream start at. (It may have started more
+	// streams than the page saw: Chromium can drop a response's buffered
+	// events when the connection fails under it, and then asks again from
+	// the same block.)
+	asked := map[int64]bool{}
+	for _, e := range seen {
+		asked[e.Start] = true
 	}
 	logged := s.log.waitStreams(t, "cut.bin", len(seen))
-	if len(logged) != len(seen) {
+	if len(logged) < len(seen) {
 		t.Fatalf("server logged %d streams of cut.bin, the page saw %d", len(logged), len(seen))
 	}
-	for i := range logged {
-		if logged[i].Start != seen[i].Start {
-			t.Errorf("server stream %d starts at %d, the page saw %d", i+1, logged[i].Start, seen[i].Start)
+	complete := false
+	for i, st := range logged {
+		if !asked[st.Start] {
+			t.Errorf("server stream %d starts at %d, where the page never asked for one; page streams: %+v", i+1, st.Start, seen)
 		}
-		if logged[i].Start%blockSize != 0 {
-			t.Errorf("server stream %d starts at %d, not on a block boundary", i+1, logged[i].Start)
+		if st.Start == seen[len(seen)-1].Start && st.Outcome == "complete" {
+			complete = true
 		}
 	}
-	if last := logged[len(logged)-1]; last.Outcome != "complete" {
-		t.Errorf("last stream outcome %q, want complete", last.Outcome)
+	if !complete {
+		t.Errorf("no stream from %d ended complete; server: %+v", seen[len(seen)-1].Start, logged)
 	}
 }
 
@@ -420,7 +434,7 @@ func TestBrowserErrorMessages(t *testing.T) {
 	need(t, true)
 	changing := sample(5, 4<<20)
 	s := startSite(t, map[string][]byte{"gone.bin": sample(6, 1<<20), "changing.bin": changing}, func(int) servertest.Fault {
-		return servertest.Fault{BytesPerSecond: 4 << 20}
+		return servertest.Fault{BytesPerSecond: 2 << 20}
 	})
 	var got struct {
 		Gone    card `json:"gone"`

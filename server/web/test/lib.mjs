@@ -51,6 +51,16 @@ export async function clickDownload(page, path) {
   await page.locator(`#files li[data-path="${path}"] button`).click();
 }
 
+// press clicks a card's button by its label.
+export async function press(page, path, label) {
+  try {
+    await page.locator(`li.dl[data-path="${path}"] button`, { hasText: label }).click({ timeout: 10000 });
+  } catch (err) {
+    process.stderr.write(`${path} without a ${label} button: ${JSON.stringify(await card(page, path).catch((e) => e.message), null, 1)}\n`);
+    throw err;
+  }
+}
+
 // waitState waits until a card reaches one of the given states.
 export async function waitState(page, path, states, timeout = 30000) {
   await page.waitForFunction(([p, s]) => {
