@@ -455,7 +455,7 @@ func TestBrowserErrorMessages(t *testing.T) {
 	c := got.Changed
 	checkIdentical(t, "changing.bin", c, changing)
 	if !strings.Contains(c.Notice, "changed on the server") {
-		t.Errorf("changing.bin: notice %q, want it to say the file changed on the server", c.Notice)
+		t.Errorf("changing.bin: notice %q, want it to say the file changed on the server; log: %+v", c.Notice, c.Log)
 	}
 	if c.Progress.Reused == 0 {
 		t.Errorf("changing.bin: reused %d blocks, want the verified blocks of the unchanged first half", c.Progress.Reused)

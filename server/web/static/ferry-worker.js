@@ -500,6 +500,10 @@ class Job {
       return this.restart(m);
     }
     if (this.size < 0) {
+      if (this.etag && m.etag !== this.etag) {
+        this.notice = "The file changed on the server since the list was loaded; downloading the new version";
+        this.log("changed", this.notice);
+      }
       this.checkQuota(m.size);
       this.setVersion(m.size, m.block_size, m.etag);
     }

@@ -19,7 +19,7 @@ await run(async (page) => {
   // here could come after the end on a busy machine.
   await page.waitForFunction((p) => {
     const c = window.ferryPage.downloads.get(p);
-    if (!c?.progress || c.progress.bytes < c.progress.total / 2) return false;
+    if (!(c?.progress?.total > 0) || c.progress.bytes < c.progress.total / 2) return false;
     c.dl.pause();
     return true;
   }, changing, { timeout: 30000, polling: 10 });
