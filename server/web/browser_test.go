@@ -496,3 +496,23 @@ func goHashes(b []byte) string {
 	h := xxh3.Hash128(b)
 	return fmt.Sprintf("%s %016x%016x %s", chunker.FormatHash(xxh3.Hash(b)), h.Hi, h.Lo, sha(b))
 }
+
+func TestBrowserNetworkDown(t *testing.T) {
+	need(t, true)
+	data := sample(7, 4<<20)
+	// Offline emulation does not end a response already streaming, so the
+	// proxy cuts each connection after 1.5 MB as well.
+	s := startSite(t, map[string][]byte{"far.bin": data}, func(int) servertest.Fault {
+		return servertest.Fault{BytesPerSecond: 2 << 20, CutAt: 1_500_000}
+	})
+	var got struct {
+		Down card `json:"down"`
+		Done card `json:"done"`
+	}
+	node(t, &got, "offline.mjs", s.base, "far.bin")
+	if got.Down.State != "waiting" || !strings.Contains(got.Down.Message, "network is down") {
+		t.Errorf("offline: state %q, message %q; want waiting, saying the network is down", got.Down.State, got.Down.Message)
+	}
+	got.Done.Stored = sha(data) // storedSHA256 is not read here; the page's own checks are
+	checkIdentical(t, "far.bin", got.Done, data)
+}
