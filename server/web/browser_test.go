@@ -516,3 +516,28 @@ func TestBrowserNetworkDown(t *testing.T) {
 	got.Done.Stored = sha(data) // storedSHA256 is not read here; the page's own checks are
 	checkIdentical(t, "far.bin", got.Done, data)
 }
+
+// TestBrowserMemoryAndInlineSHA256 downloads through the benchmark page with
+// the options the main page leaves at their defaults: blocks kept in memory
+// (the fallback where OPFS is missing) and SHA-256 computed while streaming.
+func TestBrowserMemoryAndInlineSHA256(t *testing.T) {
+	need(t, true)
+	data := sample(8, 3<<20+5)
+	s := startSite(t, map[string][]byte{"mem.bin": data}, nil)
+	var r struct {
+		Bytes   int64  `json:"bytes"`
+		Storage string `json:"storage"`
+		SHA256  string `json:"sha256"`
+		Local   string `json:"sha256Local"`
+		Stored  string `json:"sha256Stored"`
+		Error   string `json:"error"`
+	}
+	node(t, &r, "bench-page.mjs", s.base+"/bench.html?path=mem.bin&storage=memory&sha256=1&check=1")
+	want := sha(data)
+	if r.Error != "" || r.Storage != "memory" || r.Bytes != int64(len(data)) {
+		t.Fatalf("report %+v, want %d bytes in memory", r, len(data))
+	}
+	if r.SHA256 != want || r.Local != want || r.Stored != want {
+		t.Errorf("SHA-256: server %s, computed while streaming %s, of the result %s; want %s", r.SHA256, r.Local, r.Stored, want)
+	}
+}
