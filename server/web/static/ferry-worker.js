@@ -40,6 +40,10 @@ class FerryError extends Error {
 
 let job = null;
 
+// A laptop that comes back online resumes at once rather than at the end of
+// its backoff.
+self.addEventListener("online", () => job?.wake());
+
 onmessage = (e) => {
   const m = e.data;
   switch (m.type) {
@@ -526,6 +530,13 @@ class Job {
     this.timer = setTimeout(() => {
       if (!this.paused && !this.finished) then();
     }, ms);
+  }
+
+  // wake cuts a wait short (the browser is back online).
+  wake() {
+    if (this.state !== "waiting" || this.paused || this.finished) return;
+    this.log("online", "Back online");
+    this.wait(0, "", () => this.diagnose());
   }
 
   async checkQuota(size) {
