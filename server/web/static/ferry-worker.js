@@ -237,12 +237,14 @@ class Job {
     this.setVersion(m.size, m.block_size, m.etag);
     this.expect = { xxh3_128: m.xxh3_128, sha256: m.sha256 };
     this.writeHeader("active");
-    if (sameBlocks && old !== this.have) {
-      for (let i = 0; i < Math.min(oldN, this.n); i++) if ((old[i >> 3] >> (i & 7)) & 1) this.setBit(i, true);
-    } else if (!sameBlocks) {
+    if (!sameBlocks) {
       this.have.fill(0);
-      this.store.writeBitmap(this.have);
+    } else if (old !== this.have) {
+      for (let i = 0; i < Math.min(oldN, this.n); i++) {
+        if ((old[i >> 3] >> (i & 7)) & 1) this.have[i >> 3] |= 1 << (i & 7);
+      }
     }
+    this.store.writeBitmap(this.have);
     const kept = await this.reverify(m.hashes);
     this.stats.reused += kept;
     const msg = `The file changed on the server; restarted with the new version, keeping ${kept} of ${had} verified blocks that still match`;
@@ -633,17 +635,21 @@ class Job {
       code = BUSY;
       message = "This file is being downloaded in another tab.";
     }
+    let cleanup = null;
     try {
       if (this.store && this.size >= 0) {
         this.store.flush();
         this.writeHeader("paused"); // verified blocks stay for a later try
+        this.store.close();
+      } else {
+        cleanup = this.store?.remove(); // nothing worth keeping
       }
-      this.store?.close();
     } catch {
       // the storage is what failed
     }
     this.log("error", message);
-    postMessage({ type: "error", error: { code, message, status: err?.status ?? 0 } });
+    // The page ends the worker on this message: remove the files first.
+    Promise.resolve(cleanup).finally(() => postMessage({ type: "error", error: { code, message, status: err?.status ?? 0 } }));
   }
 
   setState(state, message, wait = 0) {
