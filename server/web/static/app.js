@@ -51,7 +51,7 @@ class Card {
     this.result = null;
     this.el = h("li", { class: "dl", "data-path": path, "data-state": "starting" },
       h("div", { class: "dl-head" }, h("span", { class: "name", title: path }, path), h("span", { class: "size muted" }, size(total))),
-      h("progress", { max: 1, value: 0 }),
+      h("progress", { max: 1, value: 0, "aria-label": `Progress of ${path}` }),
       h("div", { class: "stats muted" }),
       h("p", { class: "notice", hidden: true }),
       h("p", { class: "message", role: "status", hidden: true }),
