@@ -114,8 +114,12 @@ export class Download {
         break;
       case "done": {
         const r = m.result;
-        const file = r.storage === "opfs" ? await storedFile(r.key, r.path) : new File([r.blob], basename(r.path));
-        this._end(null, new Result(r, file));
+        try {
+          const file = r.storage === "opfs" ? await storedFile(r.key, r.path) : new File([r.blob], basename(r.path));
+          this._end(null, new Result(r, file));
+        } catch (err) {
+          this._end(new FerryError("failed", `The file was verified but cannot be opened from storage: ${err.message}`));
+        }
         break;
       }
       case "cancelled":
