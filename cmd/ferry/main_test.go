@@ -267,6 +267,7 @@ func TestExitCodes(t *testing.T) {
 		{"404", []string{"get", strings.Replace(f.url(), "f.bin", "missing.bin", 1), "-o", filepath.Join(dir, "m.bin")}, 3},
 		{"network", []string{"get", closedURL, "-o", filepath.Join(dir, "n.bin"), "--retries", "1"}, 4},
 		{"stalled", []string{"get", stall.url(), "-o", filepath.Join(dir, "s.bin"), "--idle-timeout", "300ms"}, 5},
+		{"max time", []string{"get", stall.url(), "-o", filepath.Join(dir, "t.bin"), "--max-time", "300ms"}, 5},
 		{"checksum mismatch", []string{"get", f.url(), "-o", filepath.Join(dir, "c.bin"), "--checksum", "sha256:" + strings.Repeat("ab", 32)}, 6},
 		{"disk", []string{"get", f.url(), "-o", filepath.Join(dir, "no-such-dir", "d.bin")}, 9},
 		{"exists", []string{"get", f.url(), "-o", filepath.Join(dir, "exists.bin")}, 11},
@@ -417,5 +418,51 @@ func TestGenIsPinned(t *testing.T) {
 		if got := sha(b.Bytes()); got != tt.sha {
 			t.Errorf("%s seed %d: sha256 %s, want %s (the generator changed)", tt.kind, tt.seed, got, tt.sha)
 		}
+	}
+}
+
+func TestTokenAndSignedURL(t *testing.T) {
+	root := t.TempDir()
+	data := randomData(9, 5*testBS)
+	os.WriteFile(filepath.Join(root, "f.bin"), data, 0o644)
+	keyFile := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(keyFile, []byte("a signing key of some length\n"), 0o600)
+	key, err := readKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Root: root, BlockSize: testBS, Tokens: []string{"tok-12345678"}, SignKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	defer func() { ts.Close(); srv.Close() }()
+	dir := t.TempDir()
+	u := ts.URL + "/sse/f.bin"
+	if code, _, stderr := ferry(t, "get", u, "-o", filepath.Join(dir, "a.bin")); code != 3 || !strings.Contains(stderr, "401") {
+		t.Errorf("without a token: exit %d, want 3 with 401\n%s", code, stderr)
+	}
+	if code, _, stderr := ferry(t, "get", u, "-o", filepath.Join(dir, "b.bin"), "-H", "Authorization: Bearer tok-12345678"); code != 0 {
+		t.Errorf("with -H: exit %d\n%s", code, stderr)
+	}
+	cmd := exec.Command(ferryBin, "get", u, "-o", filepath.Join(dir, "c.bin"))
+	cmd.Env = append(os.Environ(), "FERRY_TOKEN=tok-12345678")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("with FERRY_TOKEN: %v\n%s", err, out)
+	}
+	code, signed, stderr := ferry(t, "sign", "f.bin", "--root", root, "--key-file", keyFile, "--ttl", "1m", "--base", ts.URL, "--block-size", "16KiB")
+	if code != 0 {
+		t.Fatalf("sign: exit %d\n%s", code, stderr)
+	}
+	signed = strings.TrimSpace(signed)
+	if code, _, stderr := ferry(t, "get", signed, "-o", filepath.Join(dir, "d.bin")); code != 0 {
+		t.Errorf("signed URL: exit %d\n%s", code, stderr)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "d.bin")); !bytes.Equal(got, data) {
+		t.Error("the file fetched with a signed URL differs")
+	}
+	tampered := strings.Replace(signed, "sig=", "sig=0", 1)
+	if code, _, stderr := ferry(t, "get", tampered, "-o", filepath.Join(dir, "e.bin")); code != 3 || !strings.Contains(stderr, "403") {
+		t.Errorf("tampered signature: exit %d, want 3 with 403\n%s", code, stderr)
 	}
 }
