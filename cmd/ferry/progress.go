@@ -84,7 +84,7 @@ func (r *reporter) progress(p client.Progress) {
 			r.bar = progressbar.NewOptions64(p.Size,
 				progressbar.OptionSetWriter(r.w), progressbar.OptionShowBytes(true), progressbar.OptionShowTotalBytes(true),
 				progressbar.OptionUseIECUnits(true), progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond),
-				progressbar.OptionEnableColorCodes(!r.noColor), progressbar.OptionSetWidth(30), progressbar.OptionFullWidth(),
+				progressbar.OptionEnableColorCodes(!r.noColor), progressbar.OptionSetWidth(30),
 				progressbar.OptionSetDescription("ferry"), progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionSetRenderBlankState(true))
 		}
 		if r.bar != nil {
