@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +23,7 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/chunker"
+	"github.com/ferry-dev/ferry/manifest"
 	"github.com/ferry-dev/ferry/server"
 	"github.com/ferry-dev/ferry/server/servertest"
 	"github.com/zeebo/xxh3"
@@ -122,17 +126,60 @@ func (l *logBuffer) waitStreams(t *testing.T, path string, n int) []streamLog {
 	}
 }
 
+// requestLog is the server's access log line for one request.
+type requestLog struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Status int    `json:"status"`
+}
+
+// requests returns the access log lines of requests for path.
+func (l *logBuffer) requests(path string) []requestLog {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []requestLog
+	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
+	for sc.Scan() {
+		var line struct {
+			Msg string `json:"msg"`
+			requestLog
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "request" && line.Path == path {
+			out = append(out, line.requestLog)
+		}
+	}
+	return out
+}
+
 // site is a server on 127.0.0.1 for one test, behind a proxy when plan is
 // not nil; base is the URL the browser opens.
 type site struct {
-	root  string
-	base  string
-	log   *logBuffer
-	proxy *servertest.Proxy
+	root      string
+	base      string
+	blockSize int
+	log       *logBuffer
+	proxy     *servertest.Proxy
+}
+
+// siteOptions are what a test may ask of its site beyond the files.
+type siteOptions struct {
+	plan      func(n int) servertest.Fault    // a fault-injecting proxy in front of the server
+	blockSize int                             // default blockSize
+	signKey   []byte                          // server.Config.SignKey: signed URLs, no tokens
+	tls       bool                            // HTTPS with HTTP/2, on httptest's certificate
+	wrap      func(http.Handler) http.Handler // around the server, to watch its requests
 }
 
 func startSite(t *testing.T, files map[string][]byte, plan func(n int) servertest.Fault) *site {
 	t.Helper()
+	return startSiteWith(t, files, siteOptions{plan: plan})
+}
+
+func startSiteWith(t *testing.T, files map[string][]byte, o siteOptions) *site {
+	t.Helper()
+	if o.blockSize == 0 {
+		o.blockSize = blockSize
+	}
 	root := t.TempDir()
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(root, name), data, 0o644); err != nil {
@@ -141,21 +188,32 @@ func startSite(t *testing.T, files map[string][]byte, plan func(n int) servertes
 	}
 	lb := &logBuffer{}
 	srv, err := server.New(server.Config{
-		Root: root, BlockSize: blockSize, Retry: 250 * time.Millisecond,
+		Root: root, BlockSize: o.blockSize, Retry: 250 * time.Millisecond, SignKey: o.signKey,
 		Logger: slog.New(slog.NewJSONHandler(lb, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
-	s := &site{root: root, base: ts.URL, log: lb}
-	if plan != nil {
-		p, err := servertest.NewProxy(strings.TrimPrefix(ts.URL, "http://"), plan)
+	var h http.Handler = srv
+	if o.wrap != nil {
+		h = o.wrap(h)
+	}
+	ts := httptest.NewUnstartedServer(h)
+	ts.Config.ErrorLog = slog.NewLogLogger(slog.NewJSONHandler(lb, nil), slog.LevelWarn) // e.g. a preconnect never used
+	if o.tls {
+		ts.EnableHTTP2 = true
+		ts.StartTLS()
+	} else {
+		ts.Start()
+	}
+	s := &site{root: root, base: ts.URL, blockSize: o.blockSize, log: lb}
+	if o.plan != nil {
+		p, err := servertest.NewProxy(ts.Listener.Addr().String(), o.plan)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.proxy = p
-		s.base = "http://" + p.Addr
+		s.base = strings.Split(ts.URL, "://")[0] + "://" + p.Addr
 	}
 	t.Cleanup(func() {
 		if s.proxy != nil {
@@ -539,5 +597,232 @@ func TestBrowserMemoryAndInlineSHA256(t *testing.T) {
 	}
 	if r.SHA256 != want || r.Local != want || r.Stored != want {
 		t.Errorf("SHA-256: server %s, computed while streaming %s, of the result %s; want %s", r.SHA256, r.Local, r.Stored, want)
+	}
+}
+
+// sign returns a signed /sse/ link to rel for the file's current version,
+// valid for ttl (negative: expired that long ago), as ferry sign makes it.
+func (s *site) sign(t *testing.T, key []byte, rel string, ttl time.Duration) string {
+	t.Helper()
+	info, err := os.Stat(filepath.Join(s.root, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	etag := manifest.ETag(info.Size(), info.ModTime(), s.blockSize)
+	return "/sse/" + url.PathEscape(rel) + "?" + server.Sign(key, rel, etag, time.Now().Add(ttl)).Encode()
+}
+
+// requestRecorder keeps the URL and Last-Event-ID of every request.
+type requestRecorder struct {
+	mu   sync.Mutex
+	reqs []recorded
+}
+
+type recorded struct {
+	url         *url.URL
+	lastEventID string
+}
+
+func (rr *requestRecorder) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rr.mu.Lock()
+		rr.reqs = append(rr.reqs, recorded{r.URL, r.Header.Get("Last-Event-ID")})
+		rr.mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// of returns the requests for path.
+func (rr *requestRecorder) of(path string) []recorded {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	var out []recorded
+	for _, r := range rr.reqs {
+		if r.url.Path == path {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TestBrowserSignedURL opens the page with a signed link after the # on a
+// server with a signing key and no tokens: its file list is private and the
+// page says so; the linked file downloads through a proxy that cuts every
+// connection, paused at half and resumed, with the link's query (and a
+// parameter the module does not know) on every stream and manifest request;
+// expired and tampered links end in a clear message after one try.
+func TestBrowserSignedURL(t *testing.T) {
+	need(t, true)
+	key := []byte("ferry-test-signing-key")
+	data := sample(9, 3<<20)
+	var rec requestRecorder
+	s := startSiteWith(t, map[string][]byte{"signed.bin": data, "expired.bin": sample(10, 1000), "tampered.bin": sample(11, 1000)}, siteOptions{
+		plan:    func(int) servertest.Fault { return servertest.Fault{CutAt: 1_000_000} },
+		signKey: key,
+		wrap:    rec.wrap,
+	})
+	link := s.sign(t, key, "signed.bin", time.Hour) + "&from=ci"
+	tampered := []byte(s.sign(t, key, "tampered.bin", time.Hour))
+	if last := &tampered[len(tampered)-1]; *last == '0' { // another hex digit at the end of sig
+		*last = '1'
+	} else {
+		*last = '0'
+	}
+	var got struct {
+		Listing string          `json:"listing"`
+		Signed  card            `json:"signed"`
+		Refused map[string]card `json:"refused"`
+	}
+	node(t, &got, "signed.mjs", s.base, link, s.sign(t, key, "expired.bin", -time.Minute), string(tampered))
+
+	if !strings.Contains(got.Listing, "Access denied (401)") || !strings.Contains(got.Listing, "signed link") {
+		t.Errorf("file list message %q, want access denied (401) and a word on signed links", got.Listing)
+	}
+	if got.Signed.State == "error" {
+		t.Fatalf("signed.bin: %s (%s); the signature was lost on the way", got.Signed.Message, got.Signed.Error)
+	}
+	checkIdentical(t, "signed.bin", got.Signed, data)
+	if got.Signed.Progress.Reconnects == 0 {
+		t.Errorf("no reconnects, want some: the proxy cuts every connection after 1 MB")
+	}
+
+	// Every stream and manifest request of the download carried the link's
+	// query; some resumed with the browser's Last-Event-ID, some with the
+	// worker's own lastEventId, and the manifest was asked on resume.
+	want, _ := url.ParseQuery(link[strings.Index(link, "?")+1:])
+	var header, query, manifests int
+	for _, p := range []string{"/sse/signed.bin", "/manifest/signed.bin"} {
+		for _, r := range rec.of(p) {
+			q := r.url.Query()
+			for _, k := range []string{"exp", "sig", "from"} {
+				if q.Get(k) != want.Get(k) {
+					t.Errorf("%s?%s: %s=%q, want %q from the link", r.url.Path, r.url.RawQuery, k, q.Get(k), want.Get(k))
+				}
+			}
+			switch {
+			case p == "/manifest/signed.bin":
+				manifests++
+			case r.lastEventID != "":
+				header++
+			case q.Has("lastEventId"):
+				query++
+			}
+		}
+	}
+	if header == 0 || query == 0 || manifests == 0 {
+		t.Errorf("%d streams resumed with Last-Event-ID, %d with lastEventId, %d manifest requests; want each at least once", header, query, manifests)
+	}
+	for _, p := range []string{"/sse/signed.bin", "/manifest/signed.bin"} {
+		for _, r := range s.log.requests(p) {
+			if r.Status == 401 || r.Status == 403 {
+				t.Errorf("%s answered %d: the signature was lost on the way", p, r.Status)
+			}
+		}
+	}
+
+	for _, name := range []string{"expired.bin", "tampered.bin"} {
+		c := got.Refused[name]
+		if c.State != "error" || c.Error != "denied" || !strings.Contains(c.Message, "Access denied (403)") {
+			t.Errorf("%s: state %q, error %q, message %q; want error denied saying access denied (403)", name, c.State, c.Error, c.Message)
+		}
+		n := len(s.log.requests("/sse/"+name)) + len(s.log.requests("/manifest/"+name))
+		if n == 0 || n > 3 {
+			t.Errorf("%s: %d requests, want one stream and one manifest request: a refused link is not retried", name, n)
+		}
+	}
+}
+
+// streamGate holds each /sse/ request until want of them are open at once,
+// or until a deadline; it records the most that were open at once and the
+// protocol of every request. The hold makes "at once" certain on a fast
+// machine; over HTTP/1.1 Chromium would open at most six.
+type streamGate struct {
+	want     int
+	deadline time.Time
+	all      chan struct{} // closed when want streams are open
+
+	mu       sync.Mutex
+	released bool // all is closed
+	open     int
+	peak     int
+	protos   map[string]int
+}
+
+func newStreamGate(want int, wait time.Duration) *streamGate {
+	return &streamGate{want: want, deadline: time.Now().Add(wait), all: make(chan struct{}), protos: map[string]int{}}
+}
+
+func (g *streamGate) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		g.protos[r.Proto]++
+		stream := strings.HasPrefix(r.URL.Path, "/sse/")
+		if stream {
+			g.open++
+			g.peak = max(g.peak, g.open)
+			if g.open >= g.want && !g.released {
+				g.released = true
+				close(g.all)
+			}
+		}
+		g.mu.Unlock()
+		if !stream {
+			h.ServeHTTP(w, r)
+			return
+		}
+		defer func() {
+			g.mu.Lock()
+			g.open--
+			g.mu.Unlock()
+		}()
+		timer := time.NewTimer(time.Until(g.deadline))
+		defer timer.Stop()
+		select {
+		case <-g.all:
+		case <-timer.C:
+		case <-r.Context().Done():
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (g *streamGate) stats() (peak int, protos map[string]int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.peak, maps.Clone(g.protos)
+}
+
+// TestBrowserParallelOverHTTP2 downloads eight files at once through the
+// page from a server on HTTPS with HTTP/2 (httptest's self-signed
+// certificate; chromium told to accept it): all eight streams are open at
+// the same time, which the six connections per host of HTTP/1.1 would not
+// allow, every request is HTTP/2, and every file ends byte-identical.
+func TestBrowserParallelOverHTTP2(t *testing.T) {
+	need(t, true)
+	const n = 8
+	files := map[string][]byte{}
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("part-%d.bin", i)
+		files[name] = sample(uint64(20+i), 300<<10+i*1000)
+		names = append(names, name)
+	}
+	gate := newStreamGate(n, 20*time.Second)
+	s := startSiteWith(t, files, siteOptions{tls: true, blockSize: 16 << 10, wrap: gate.wrap})
+	if !strings.HasPrefix(s.base, "https://") {
+		t.Fatalf("site at %s, want https", s.base)
+	}
+	var got map[string]card
+	node(t, &got, "download.mjs", append([]string{s.base}, names...)...)
+	for _, name := range names {
+		checkIdentical(t, name, got[name], files[name])
+	}
+	peak, protos := gate.stats()
+	if peak < n {
+		t.Errorf("at most %d streams were open at once, want %d", peak, n)
+	}
+	if len(protos) != 1 || protos["HTTP/2.0"] == 0 {
+		t.Errorf("requests by protocol: %v, want all HTTP/2.0", protos)
 	}
 }

@@ -9,6 +9,8 @@ const downloads = new Map();
 window.ferryPage = { downloads };
 
 let files = []; // from /api/files
+let listError = ""; // why /api/files could not be read
+let linkError = ""; // why the link in the page's fragment cannot be downloaded
 
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -43,8 +45,9 @@ function sseURL(path) {
 
 // Card is one download on the page.
 class Card {
-  constructor(path, total) {
+  constructor(path, total, url = sseURL(path)) {
     this.path = path;
+    this.url = url; // the /sse/ URL, with its query (a signed link's exp and sig)
     this.total = total;
     this.log = [];
     this.dl = null;
@@ -68,7 +71,7 @@ class Card {
   start(etag) {
     this.setError("");
     this.el.classList.remove("failed");
-    this.dl = ferry.download(sseURL(this.path), {
+    this.dl = ferry.download(this.url, {
       etag,
       onProgress: (p) => this.show(p),
       onLog: (e) => this.addLog(e),
@@ -239,8 +242,11 @@ function renderFiles() {
       h("button", { type: "button", class: "primary", disabled: busy, onclick: () => startFile(f) }, label),
     ));
   }
-  $("#files-status").hidden = files.length > 0;
-  if (!files.length) $("#files-status").textContent = "No files are served here.";
+  const status = $("#files-status");
+  const problem = [listError, linkError].filter(Boolean).join(" ");
+  status.hidden = files.length > 0 && !problem;
+  status.textContent = problem || "No files are served here.";
+  status.classList.toggle("error", !!problem);
 }
 
 function startFile(f) {
@@ -268,7 +274,7 @@ async function showStorage() {
 async function restore() {
   for (const e of await ferry.stored().catch(() => [])) {
     if (downloads.has(e.path)) continue;
-    const card = new Card(e.path, e.size);
+    const card = new Card(e.path, e.size, e.url || undefined); // e.url keeps a signed link's query
     card.key = e.key;
     if (e.status === "done") {
       card.finished(await ferry.open(e), true);
@@ -282,18 +288,41 @@ async function restore() {
 }
 
 async function listFiles() {
+  let res;
   try {
-    const res = await fetch("/api/files", { cache: "no-store" });
-    if (!res.ok) throw new Error(`the server answered ${res.status}`);
-    files = await res.json();
-    renderFiles();
+    res = await fetch("/api/files", { cache: "no-store" });
+    if (res.ok) files = await res.json();
   } catch (err) {
-    $("#files-status").textContent = `Could not list the files: ${err.message}. Is the server running?`;
-    $("#files-status").classList.add("error");
+    listError = `Could not list the files (${err.message}). Is the server running?`;
   }
+  if (res?.status === 401 || res?.status === 403) {
+    listError = `Access denied (${res.status}): this server lists its files only to holders of an access token, which this page cannot send. ` +
+      "To download a file, open its signed link (from ferry sign) in this page, after a #: /#/sse/<path>?exp=…&sig=…";
+  } else if (res && !res.ok) {
+    listError = `Could not list the files: the server answered ${res.status}.`;
+  }
+  renderFiles();
+}
+
+// startLink downloads the file of a link given in the page's fragment,
+// /#/sse/<path>?exp=…&sig=… (what ferry sign prints, after the #), keeping
+// its query: a signed link opens one file even where the list is private.
+function startLink() {
+  const link = location.hash.slice(1);
+  const u = URL.parse(link, location.origin);
+  linkError = link && (u?.origin !== location.origin || !u.pathname.startsWith("/sse/"))
+    ? `The link after the # in this page's address is not a download of this server: ${link}` : "";
+  renderFiles();
+  if (!link || linkError) return;
+  const path = decodeURIComponent(u.pathname.slice(5));
+  const card = downloads.get(path) ?? new Card(path, -1);
+  card.url = u.pathname + u.search;
+  if (!card.dl?.worker && !card.result) card.start(); // new, failed or paused: (re)start with this link
 }
 
 showStorage();
 await restore();
+startLink();
+addEventListener("hashchange", startLink);
 await listFiles();
 document.body.dataset.ready = "true";

@@ -27,7 +27,7 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 // FerryError codes; ferry.js turns them into Error objects with the same code.
-const NOT_FOUND = "not-found", STORAGE_FULL = "storage-full", CHECKSUM = "checksum",
+const NOT_FOUND = "not-found", DENIED = "denied", STORAGE_FULL = "storage-full", CHECKSUM = "checksum",
   BUSY = "busy", FAILED = "failed", CHANGED = "changed";
 
 class FerryError extends Error {
@@ -88,6 +88,7 @@ async function sha256OfFile(file) {
 class Job {
   constructor(m) {
     this.url = m.url; // absolute /sse/<path> URL, no query
+    this.query = m.query || ""; // the query of the URL given, e.g. a signature: on every request
     this.path = m.path;
     this.manifestURL = m.manifestURL;
     this.etag = m.etag || ""; // the version the download is pinned to
@@ -194,7 +195,7 @@ class Job {
 
   writeHeader(status) {
     this.store.writeHeader({
-      v: STATE_VERSION, path: this.path, url: this.url, etag: this.etag, size: this.size,
+      v: STATE_VERSION, path: this.path, url: this.withQuery(this.url), etag: this.etag, size: this.size,
       block_size: this.bs, status, xxh3_128: this.expect?.xxh3_128 ?? "", sha256: this.expect?.sha256 ?? "",
       updated: new Date().toISOString(),
     });
@@ -301,7 +302,7 @@ class Job {
       if (run.start > 0) q.set("lastEventId", String(run.start - this.bs));
       if (run.end < this.size) q.set("range", `${run.start}-${run.end - 1}`);
     }
-    const es = new EventSource(this.url + "?" + q);
+    const es = new EventSource(this.withQuery(this.url, q));
     this.es = es;
     this.setState("downloading", "");
     es.addEventListener("meta", (ev) => this.guard(es, () => this.onMeta(es, ev)));
@@ -460,10 +461,17 @@ class Job {
     this.diagnose();
   }
 
+  // withQuery returns url with the query of the URL the download was given,
+  // then params (an object or URLSearchParams), the module's own.
+  withQuery(url, params = {}) {
+    const q = [this.query, new URLSearchParams(params).toString()].filter(Boolean).join("&");
+    return q ? url + "?" + q : url;
+  }
+
   // manifest fetches the manifest, pinned to the current version or not. It
   // returns null when the request failed and diagnose() has taken over.
   async manifest(pinned) {
-    const u = this.manifestURL + (pinned && this.etag ? "?v=" + encodeURIComponent(this.etag) : "");
+    const u = this.withQuery(this.manifestURL, pinned && this.etag ? { v: this.etag } : {});
     let res;
     try {
       res = await fetch(u, { cache: "no-store" });
@@ -484,6 +492,10 @@ class Job {
     if (res.status === 412 && pinned) return this.manifest(false);
     if (res.status === 404) {
       this.fail(new FerryError(NOT_FOUND, `“${this.path}” is not on the server (404).`, 404));
+    } else if (res.status === 401) {
+      this.fail(new FerryError(DENIED, `Access denied (401): this server needs an access token or a signed link for “${this.path}”.`, 401));
+    } else if (res.status === 403) {
+      this.fail(new FerryError(DENIED, `Access denied (403): the link to “${this.path}” has expired, is not valid, or was signed for an earlier version of the file.`, 403));
     } else if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
       this.fail(new FerryError(FAILED, `The server refused the download (${res.status}${body.error ? ": " + body.error : ""}).`, res.status));
     } else {

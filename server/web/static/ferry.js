@@ -16,7 +16,7 @@ const HEADER = 16384; // size of the JSON header of a .state file
 /** FerryError is how a download fails; code is one of the strings below. */
 export class FerryError extends Error {
   /**
-   * @param {"not-found"|"changed"|"storage-full"|"checksum"|"busy"|"failed"|"cancelled"} code
+   * @param {"not-found"|"denied"|"changed"|"storage-full"|"checksum"|"busy"|"failed"|"cancelled"} code
    * @param {string} message a sentence for a person
    * @param {number} [status] the HTTP status behind it, if any
    */
@@ -37,7 +37,9 @@ export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.get
 
 /**
  * download starts downloading the file at url, an /sse/<path> URL of a
- * Ferry server, or resumes it from storage.
+ * Ferry server, or resumes it from storage. Every query parameter of url
+ * (such as the exp and sig of a signed URL) is kept on every request the
+ * download makes; a v parameter pins the version unless options.etag does.
  *
  * Options:
  *  - onProgress(p): called about ten times a second and on every change of
@@ -68,7 +70,10 @@ export class Download {
     const at = u.pathname.indexOf("/sse/");
     if (at < 0) throw new TypeError(`ferry: ${url} is not an /sse/ URL`);
     this.path = decodeURIComponent(u.pathname.slice(at + 5));
-    this.url = u.origin + u.pathname;
+    // The URL's own query (a signature's exp and sig, or whatever else the
+    // server put there) goes on every request, beside the module's own.
+    const { query, pin } = ownQuery(u.search);
+    this.url = u.origin + u.pathname + (query ? "?" + query : "");
     this.progress = { state: "starting", bytes: 0, total: -1 };
     this.opts = opts;
     /** done resolves with a Result when the file is verified, or rejects with a FerryError. */
@@ -82,8 +87,9 @@ export class Download {
     this.worker.onmessage = (e) => this._message(e.data);
     this.worker.onerror = (e) => this._end(new FerryError("failed", `The download worker failed: ${e.message}`));
     this.worker.postMessage({
-      type: "start", url: this.url, path: this.path, manifestURL: u.origin + u.pathname.slice(0, at) + "/manifest/" + u.pathname.slice(at + 5),
-      etag: opts.etag, compress: opts.compress, sha256: opts.sha256, onChange: opts.onChange, storage: opts.storage,
+      type: "start", url: u.origin + u.pathname, query, path: this.path,
+      manifestURL: u.origin + u.pathname.slice(0, at) + "/manifest/" + u.pathname.slice(at + 5),
+      etag: opts.etag || pin, compress: opts.compress, sha256: opts.sha256, onChange: opts.onChange, storage: opts.storage,
     });
   }
 
@@ -259,6 +265,20 @@ async function removeKey(key) {
   for (const suffix of [".part", ".state"]) {
     await dir.removeEntry(key + suffix).catch(() => {});
   }
+}
+
+// The query parameters the module sets itself on a stream or manifest URL.
+const OWN = ["v", "encoding", "lastEventId", "range"];
+
+// ownQuery returns the query of a download's URL without the parameters the
+// module sets itself, unchanged when it has none of them, and the version
+// pin (v) it carried.
+function ownQuery(search) {
+  const q = new URLSearchParams(search);
+  const pin = q.get("v") || "";
+  if (!OWN.some((k) => q.has(k))) return { query: search.slice(1), pin };
+  for (const k of OWN) q.delete(k);
+  return { query: q.toString(), pin };
 }
 
 function basename(p) {

@@ -10,13 +10,15 @@ export const CHROMIUM = process.env.FERRY_CHROMIUM || "/usr/bin/chromium";
 
 // launch starts chromium with a fresh user-data dir and returns
 // {context, page, close}. The page logs its console and errors to stderr.
-export async function launch() {
+// With insecure, it accepts any certificate (a test server's self-signed one).
+export async function launch({ insecure = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "ferry-chromium-"));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: CHROMIUM,
     headless: true,
+    ignoreHTTPSErrors: insecure,
     args: ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
-      "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],
+      "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", ...(insecure ? ["--ignore-certificate-errors"] : [])],
     viewport: { width: 900, height: 800 },
   });
   const page = context.pages()[0] ?? (await context.newPage());
@@ -29,9 +31,10 @@ export async function launch() {
   return { context, page, close };
 }
 
-// open loads the page and waits for its file list.
-export async function open(page, base) {
-  await page.goto(base + "/");
+// open loads the page, with fragment after the # if given, and waits for
+// its file list.
+export async function open(page, base, fragment = "") {
+  await page.goto(base + "/" + (fragment ? "#" + fragment : ""));
   await page.waitForSelector("body[data-ready=true]", { timeout: 15000 });
 }
 
@@ -97,11 +100,12 @@ export async function storedSHA256(page, path) {
   }, path);
 }
 
-// run wraps a test's main: prints its JSON result on stdout, exits 1 on error.
-export async function run(main) {
+// run wraps a test's main: prints its JSON result on stdout, exits 1 on
+// error. opts are launch's.
+export async function run(main, opts) {
   let b;
   try {
-    b = await launch();
+    b = await launch(opts);
     const result = await main(b.page, b);
     process.stdout.write(JSON.stringify(result) + "\n");
     await b.close();
