@@ -24,7 +24,7 @@ func httpStatus(err error) (int, string) {
 		return http.StatusRequestedRangeNotSatisfiable, err.Error()
 	case errors.Is(err, errChangedVersion):
 		return http.StatusPreconditionFailed, err.Error()
-	case errors.Is(err, errTooManyStreams):
+	case errors.Is(err, errTooManyStreams), errors.Is(err, errChanging):
 		return http.StatusServiceUnavailable, err.Error()
 	case errors.Is(err, errUnauthenticated):
 		return http.StatusUnauthorized, err.Error()

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -92,6 +93,9 @@ func (s *Server) manifestOf(ctx context.Context, f *file) (*manifest.Manifest, e
 			return nil, errChangedVersion
 		}
 		m, err := manifest.Build(ctx, g, f.rel, info.Size(), info.ModTime(), s.cfg.BlockSize)
+		if err != nil && !own.unchanged() {
+			return nil, errChangedVersion // truncated while it was read
+		}
 		if err != nil {
 			return nil, fmt.Errorf("hash %s: %w", f.rel, err)
 		}
@@ -112,6 +116,9 @@ func (s *Server) handleManifest(c echo.Context) error {
 		return err
 	}
 	m, err := s.manifestOf(c.Request().Context(), f)
+	if errors.Is(err, errChangedVersion) {
+		return errChanging // it changed while it was hashed: the next version may settle
+	}
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ var (
 	errChangedVersion  = errors.New("the file has changed since that version")
 	errNotFound        = errors.New("not found")
 	errTooManyStreams  = errors.New("too many streams; retry later")
+	errChanging        = errors.New("the file is changing; retry later")
 	errUnauthenticated = errors.New("unauthorized")
 )
 
