@@ -247,11 +247,13 @@ func (st *stream) write(p []byte) error {
 	return st.rc.Flush()
 }
 
-// unchanged reports whether the open file still has the size and
-// modification time it had when the stream began.
+// unchanged reports whether the open file still has the size, modification
+// time and status change time it had when the stream began. The last one
+// catches a rewrite in place that put the old mtime back (cp -p, a build
+// with its mtime clamped): a write always moves it, and utimes cannot.
 func (f *file) unchanged() bool {
 	now, err := f.f.Stat()
-	return err == nil && now.Size() == f.info.Size() && now.ModTime().Equal(f.info.ModTime())
+	return err == nil && now.Size() == f.info.Size() && now.ModTime().Equal(f.info.ModTime()) && ctime(now) == ctime(f.info)
 }
 
 // enter registers a stream unless the server is shutting down or has
