@@ -655,3 +655,36 @@ func TestDamagedManifest(t *testing.T) {
 	}
 	checkResult(t, out, data, res)
 }
+
+// TestRewriteKeepingSizeAndMTimeAfterCaching rewrites a served file in
+// place, keeping its size and mtime, after the server has cached its
+// manifest: the cached hashes must not outlive the version they describe,
+// or every stream ends at the first changed block and no download of the
+// file can complete (with --cache-dir, not even after a restart).
+func TestRewriteKeepingSizeAndMTimeAfterCaching(t *testing.T) {
+	old := randomData(45, 20*testBS)
+	f := newFixture(t, map[string][]byte{"f.bin": old}, nil)
+	src := filepath.Join(f.root, "f.bin")
+	if err := os.Chtimes(src, soakEpoch, soakEpoch); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + f.proxy.Addr + "/manifest/f.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	next := bytes.Clone(old)
+	copy(next[7*testBS:], "a new build, same size, same clamped mtime")
+	replaceFile(t, src, next, true)
+	if err := os.Chtimes(src, soakEpoch, soakEpoch); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "f.bin")
+	opts := testOptions(out)
+	opts.Retries = 3 // the failure is not transient
+	res, err := Download(context.Background(), f.url("f.bin"), opts)
+	if err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+	checkResult(t, out, next, res)
+}
