@@ -19,11 +19,14 @@ type Key struct {
 	Size      int64
 	MTimeNano int64
 	Inode     uint64
+	// CTimeNano is the status change time where the platform has one (0
+	// elsewhere): a rewrite in place that keeps size and mtime moves it.
+	CTimeNano int64
 	BlockSize int
 }
 
 func (k Key) String() string {
-	return fmt.Sprintf("%q size=%d mtime=%d inode=%d bs=%d", k.Path, k.Size, k.MTimeNano, k.Inode, k.BlockSize)
+	return fmt.Sprintf("%q size=%d mtime=%d inode=%d ctime=%d bs=%d", k.Path, k.Size, k.MTimeNano, k.Inode, k.CTimeNano, k.BlockSize)
 }
 
 // Cache holds manifests in memory, bounded to a number of entries, and in a

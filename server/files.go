@@ -26,7 +26,7 @@ type file struct {
 }
 
 func (f *file) key(blockSize int) manifest.Key {
-	return manifest.Key{Path: f.rel, Size: f.info.Size(), MTimeNano: f.info.ModTime().UnixNano(), Inode: inode(f.info), BlockSize: blockSize}
+	return manifest.Key{Path: f.rel, Size: f.info.Size(), MTimeNano: f.info.ModTime().UnixNano(), Inode: inode(f.info), CTimeNano: ctime(f.info), BlockSize: blockSize}
 }
 
 // open resolves the request path after prefix and opens that file.
