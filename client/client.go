@@ -166,6 +166,7 @@ type download struct {
 	}
 	repaired bool   // the whole-file check already sent us back once
 	reason   string // why the next reverify resumes, for the log
+	manMu    sync.Mutex
 	sumMu    sync.Mutex
 	endMu    sync.Mutex
 	progMu   sync.Mutex
@@ -322,8 +323,20 @@ func (d *download) fetchManifest(ctx context.Context) (stateFn, error) {
 	return d.reverify, nil
 }
 
-// getManifest fetches and validates the manifest, and adopts its version.
+// getManifest fetches and validates the manifest, and adopts it.
 func (d *download) getManifest(ctx context.Context) (*manifest.Manifest, error) {
+	m, err := d.requestManifest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.manMu.Lock()
+	d.man = m
+	d.manMu.Unlock()
+	return m, nil
+}
+
+// requestManifest fetches and validates the manifest, with retries.
+func (d *download) requestManifest(ctx context.Context) (*manifest.Manifest, error) {
 	var m *manifest.Manifest
 	err := d.retry(ctx, func(ctx context.Context) (bool, error) {
 		req, err := d.newRequest(ctx, d.ep.manifest())
@@ -347,7 +360,6 @@ func (d *download) getManifest(ctx context.Context) (*manifest.Manifest, error) 
 	if err != nil {
 		return nil, err
 	}
-	d.man = m
 	return m, nil
 }
 

@@ -24,6 +24,9 @@ var (
 	errCut     = errors.New("client: stream ended before its end event")
 	errIdle    = errors.New("client: connection idle")
 	errCorrupt = errors.New("client: block failed verification")
+	// errDisagrees: a block matched its own event's hash but not the
+	// manifest's; the manifest itself may be what was damaged in transit.
+	errDisagrees = errors.New("client: block disagrees with the manifest")
 )
 
 // span is a half-open byte interval [start, end) of block offsets.
@@ -93,6 +96,7 @@ func split(spans []span, n int, bs int64) [][]span {
 func (d *download) fetchSpan(ctx context.Context, sp span, g *errgroup.Group) error {
 	next := sp.start
 	failures, stalls := 0, 0
+	disagreed := false
 	var retryAfter time.Duration
 	for {
 		if sp.end >= 0 && next >= sp.end && next > sp.start {
@@ -123,6 +127,12 @@ func (d *download) fetchSpan(ctx context.Context, sp span, g *errgroup.Group) er
 		switch {
 		case errors.Is(err, errChanged):
 			return errChanged
+		case errors.Is(err, errDisagrees) && !disagreed:
+			// Ask once for the manifest again before blaming the block.
+			disagreed = true
+			if err := d.refreshManifest(ctx); err != nil {
+				return err
+			}
 		case errors.Is(err, errIdle):
 			if stalls++; stalls >= 2 {
 				return fmt.Errorf("%w: no data for %s twice in a row from %s", ErrTimeout, d.opts.IdleTimeout, d.url)
@@ -344,8 +354,10 @@ func (a *attempt) block(ev sse.Event, dec *chunker.Decoder) error {
 		i := f.Offset / int64(d.st.BlockSize)
 		if _, n := chunker.Span(d.st.Size, d.st.BlockSize, i); f.Offset >= d.st.Size || f.Length != n {
 			err = fmt.Errorf("block at %d of %d bytes does not fit the file", f.Offset, f.Length)
-		} else if raw, err = dec.DecodeInto(buf.data, f); err == nil && d.man != nil && d.man.ETag == d.st.ETag && uint64(d.man.Hashes[i]) != f.Hash {
-			err = fmt.Errorf("block at %d disagrees with the manifest", f.Offset)
+		} else if raw, err = dec.DecodeInto(buf.data, f); err == nil {
+			if want, ok := d.manifestHash(i); ok && want != f.Hash {
+				err = fmt.Errorf("%w: block at %d", errDisagrees, f.Offset)
+			}
 		}
 	}
 	if err != nil {
@@ -496,4 +508,33 @@ func (ir *idleReader) Read(p []byte) (int, error) {
 		ir.timer.Reset(ir.d)
 	}
 	return n, err
+}
+
+// manifestHash returns the manifest's hash of block i, if the manifest of
+// the version being downloaded is known.
+func (d *download) manifestHash(i int64) (uint64, bool) {
+	d.manMu.Lock()
+	defer d.manMu.Unlock()
+	if d.man == nil || d.man.ETag != d.st.ETag || i >= int64(len(d.man.Hashes)) {
+		return 0, false
+	}
+	return uint64(d.man.Hashes[i]), true
+}
+
+// refreshManifest fetches the manifest again. The same version replaces the
+// one held (which may have been damaged in transit); another version means
+// the file changed.
+func (d *download) refreshManifest(ctx context.Context) error {
+	m, err := d.requestManifest(ctx)
+	if err != nil {
+		return err
+	}
+	if m.ETag != d.st.ETag {
+		return errChanged
+	}
+	d.manMu.Lock()
+	d.man = m
+	d.manMu.Unlock()
+	d.logf("fetched the manifest again: a block disagreed with it")
+	return nil
 }
