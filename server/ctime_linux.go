@@ -12,3 +12,11 @@ func ctime(info fs.FileInfo) int64 {
 	}
 	return 0
 }
+
+// inode returns the inode number of a file.
+func inode(info fs.FileInfo) uint64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}

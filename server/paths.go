@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"syscall"
 	"unicode/utf8"
 )
 
@@ -56,12 +55,4 @@ func openFile(root *os.Root, rel string) (*os.File, fs.FileInfo, error) {
 		return nil, nil, errNotFound
 	}
 	return f, info, nil
-}
-
-// inode returns the inode number of a file, or 0 where the platform has none.
-func inode(info fs.FileInfo) uint64 {
-	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		return st.Ino
-	}
-	return 0
 }
