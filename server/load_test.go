@@ -597,8 +597,7 @@ func TestSlowReadersAreDropped(t *testing.T) {
 }
 
 // TestSlowlorisIsCut sends request headers one byte every 100 ms on 100
-// connections. HTTPServer's ReadHeaderTimeout (10 s; shortened here to
-// 500 ms on the returned http.Server, the only place it can be changed)
+// connections. Config.ReadHeaderTimeout (default 10 s; 500 ms here)
 // closes each of them without an answer and frees its goroutine, while a
 // normal request is still served.
 func TestSlowlorisIsCut(t *testing.T) {
@@ -606,14 +605,18 @@ func TestSlowlorisIsCut(t *testing.T) {
 	const timeout = 500 * time.Millisecond
 	root := t.TempDir()
 	writeFile(t, root, "f.bin", loadData(5, 64<<10))
-	var def time.Duration
-	ls := startLoad(t, Config{Root: root, BlockSize: 16 << 10}, func(hs *http.Server) {
-		def = hs.ReadHeaderTimeout
-		hs.ReadHeaderTimeout = timeout
-	})
+	def := func() time.Duration {
+		s, err := New(Config{Root: root})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		return s.HTTPServer("127.0.0.1:0").ReadHeaderTimeout
+	}()
 	if def <= 0 || def > 10*time.Second {
-		t.Fatalf("HTTPServer sets ReadHeaderTimeout %v, want a bound of at most 10s", def)
+		t.Fatalf("HTTPServer sets ReadHeaderTimeout %v by default, want a bound of at most 10s", def)
 	}
+	ls := startLoad(t, Config{Root: root, BlockSize: 16 << 10, ReadHeaderTimeout: timeout}, nil)
 	before := measure(t)
 	request := []byte("GET /sse/f.bin HTTP/1.1\r\nHost: ferry\r\nUser-Agent: slowloris\r\nX-Padding: " + strings.Repeat("a", 200) + "\r\n\r\n")
 	type cut struct {

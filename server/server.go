@@ -39,6 +39,9 @@ type Config struct {
 	CacheDir string
 	// Logger receives access logs. Default: discard.
 	Logger *slog.Logger
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// request headers (slowloris). Default 10 s.
+	ReadHeaderTimeout time.Duration
 	// MaxStreams limits concurrent /sse/ streams; one more is answered 503
 	// with Retry-After. 0 means no limit.
 	MaxStreams int
@@ -73,6 +76,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -180,7 +186,7 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

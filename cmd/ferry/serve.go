@@ -29,6 +29,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	retry := fs.Duration("retry", 1500*time.Millisecond, "reconnection delay sent to clients")
 	heartbeat := fs.Duration("heartbeat", 15*time.Second, "idle time after which a stream sends a ping comment")
 	writeTimeout := fs.Duration("write-timeout", 30*time.Second, "drop a client that accepts no bytes for this long")
+	headerTimeout := fs.Duration("read-header-timeout", 10*time.Second, "drop a client that has not sent its request headers by then")
 	cacheDir := fs.String("cache-dir", defaultCacheDir(), "folder keeping block hashes across restarts")
 	noCache := fs.Bool("no-cache", false, "keep block hashes in memory only")
 	logFormat := fs.String("log", "text", "access log format on stderr: text, json or none")
@@ -102,7 +103,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	srv, err := server.New(server.Config{
 		Root: *root, BlockSize: int(blockSize), Retry: *retry, Heartbeat: *heartbeat,
-		WriteTimeout: *writeTimeout, CacheDir: *cacheDir, Logger: logger, MaxStreams: *maxStreams,
+		WriteTimeout: *writeTimeout, ReadHeaderTimeout: *headerTimeout, CacheDir: *cacheDir, Logger: logger, MaxStreams: *maxStreams,
 		Tokens: tokens, SignKey: signKey, CORSOrigins: corsOrigins, CORSCredentials: *corsCreds,
 	})
 	if err != nil {
