@@ -44,7 +44,7 @@ type loadServer struct {
 	out  *outcomes
 }
 
-func startLoad(t *testing.T, cfg Config, tune func(*http.Server)) *loadServer {
+func startLoad(t *testing.T, cfg Config) *loadServer {
 	t.Helper()
 	out := &outcomes{n: map[string]int{}}
 	cfg.Logger = slog.New(out)
@@ -60,9 +60,6 @@ func startLoad(t *testing.T, cfg Config, tune func(*http.Server)) *loadServer {
 		t.Fatal(err)
 	}
 	hs := s.HTTPServer(ln.Addr().String())
-	if tune != nil {
-		tune(hs)
-	}
 	served := make(chan struct{})
 	go func() { hs.Serve(ln); close(served) }() // exits when hs is closed
 	t.Cleanup(func() { hs.Close(); <-served; s.Close() })
@@ -255,7 +252,7 @@ func TestThousandConcurrentDownloads(t *testing.T) {
 	root := t.TempDir()
 	data := loadData(1, 256<<10)
 	writeFile(t, root, "f.bin", data)
-	ls := startLoad(t, Config{Root: root, BlockSize: 16 << 10}, nil)
+	ls := startLoad(t, Config{Root: root, BlockSize: 16 << 10})
 	u := "http://" + ls.addr + "/sse/f.bin"
 
 	// The reference: one stream, parsed with a third-party SSE reader and
@@ -403,7 +400,7 @@ func TestMemoryPerOpenStream(t *testing.T) {
 	needFDs(t, 3*n)
 	root := t.TempDir()
 	writeFile(t, root, "big.bin", loadData(2, 4<<20))
-	ls := startLoad(t, Config{Root: root, BlockSize: 16 << 10, WriteTimeout: time.Minute}, nil)
+	ls := startLoad(t, Config{Root: root, BlockSize: 16 << 10, WriteTimeout: time.Minute})
 	get(t, "http://"+ls.addr+"/manifest/big.bin").Body.Close() // later streams take the digests from the cache
 
 	before := measure(t)
@@ -453,7 +450,7 @@ func TestAbortedStreamsLeakNothing(t *testing.T) {
 	const n, workers = 10000, 32
 	root := t.TempDir()
 	writeFile(t, root, "f.bin", loadData(3, 1<<20))
-	ls := startLoad(t, Config{Root: root, BlockSize: 16 << 10}, nil)
+	ls := startLoad(t, Config{Root: root, BlockSize: 16 << 10})
 	// A client that cancels closes its connection: these clients are bare
 	// sockets that send the request, read the meta event and the first
 	// block, and close. (net/http's client does the same on cancel, with
@@ -552,7 +549,7 @@ func TestSlowReadersAreDropped(t *testing.T) {
 	const writeTimeout = 300 * time.Millisecond
 	root := t.TempDir()
 	writeFile(t, root, "big.bin", loadData(4, 4<<20))
-	ls := startLoad(t, Config{Root: root, BlockSize: 16 << 10, WriteTimeout: writeTimeout}, nil)
+	ls := startLoad(t, Config{Root: root, BlockSize: 16 << 10, WriteTimeout: writeTimeout})
 	get(t, "http://"+ls.addr+"/manifest/big.bin").Body.Close()
 	before := measure(t)
 	start := time.Now()
@@ -616,7 +613,7 @@ func TestSlowlorisIsCut(t *testing.T) {
 	if def <= 0 || def > 10*time.Second {
 		t.Fatalf("HTTPServer sets ReadHeaderTimeout %v by default, want a bound of at most 10s", def)
 	}
-	ls := startLoad(t, Config{Root: root, BlockSize: 16 << 10, ReadHeaderTimeout: timeout}, nil)
+	ls := startLoad(t, Config{Root: root, BlockSize: 16 << 10, ReadHeaderTimeout: timeout})
 	before := measure(t)
 	request := []byte("GET /sse/f.bin HTTP/1.1\r\nHost: ferry\r\nUser-Agent: slowloris\r\nX-Padding: " + strings.Repeat("a", 200) + "\r\n\r\n")
 	type cut struct {
