@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -595,5 +596,40 @@ func TestHeartbeatWhileWaitingForDigests(t *testing.T) {
 	end := bytes.Index(body, []byte("event: end\n"))
 	if ping < 0 || end < 0 || ping > end {
 		t.Fatalf("no ping before the end event (ping at %d, end at %d)", ping, end)
+	}
+}
+
+func TestOversizedRequests(t *testing.T) {
+	s, err := New(Config{Root: "../testdata", BlockSize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	hs := s.HTTPServer("127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(ln) // exits at Close below
+	defer hs.Close()
+	base := "http://" + ln.Addr().String()
+	huge := strings.Repeat("a", 200<<10)
+	tests := []struct {
+		name   string
+		url    string
+		header []string
+		want   int
+	}{
+		{"huge header", base + "/sse/one-byte.bin", []string{"X-Padding", huge}, http.StatusRequestHeaderFieldsTooLarge},
+		{"huge query", base + "/sse/one-byte.bin?x=" + huge, nil, http.StatusRequestHeaderFieldsTooLarge},
+		{"huge Last-Event-ID", base + "/sse/multi-block.bin", []string{"Last-Event-ID", strings.Repeat("9", 10000)}, http.StatusBadRequest},
+		{"huge Range", base + "/sse/multi-block.bin", []string{"Range", "bytes=" + strings.Repeat("0-1,", 2000) + "0-1"}, http.StatusRequestedRangeNotSatisfiable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := status(t, tt.url, tt.header...); got != tt.want {
+				t.Errorf("status %d, want %d", got, tt.want)
+			}
+		})
 	}
 }
