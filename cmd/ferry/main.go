@@ -49,6 +49,7 @@ func commands() []command {
 		{"sign", "print a signed, expiring URL for one file", runSign},
 		{"demo", "serve the sample files and download them through a cutting proxy", runDemo},
 		{"gen", "write a deterministic sample file (random or text)", runGen},
+		{"bench", "measure ferry against plain HTTP on this machine", runBench},
 	}
 }
 

@@ -1,0 +1,880 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ferry-dev/ferry/chunker"
+	"github.com/ferry-dev/ferry/server/servertest"
+)
+
+// runBench measures Ferry against a plain HTTP download of the same file
+// from the same server, in one run, and prints a table (docs/PERFORMANCE.md
+// keeps one). The server and every client run as child processes, so that
+// the CPU time and peak memory of each are its own: a fresh "ferry serve"
+// for each case, and "ferry get", "curl" or "ferry bench fetch" (a plain Go
+// GET of /files/ written to a file and synced, as ferry get does).
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "fetch" {
+		return runBenchFetch(ctx, args[1:], stderr)
+	}
+	fs := flag.NewFlagSet("ferry bench", flag.ContinueOnError)
+	size := byteSize(1 << 30)
+	fs.Var(&size, "size", "size of each data file")
+	blockSize := byteSize(chunker.DefaultBlockSize)
+	fs.Var(&blockSize, "block-size", "the server's block size")
+	dir := fs.String("dir", "", "folder for the data files and downloads (default: a temporary folder, removed); data files of the right size are reused")
+	only := fs.String("only", "", "comma-separated case names or patterns, e.g. 'random/*/p1,slow' (default: all); the baselines they need run too")
+	rate := byteRate(50 << 20)
+	fs.Var(&rate, "rate", "bandwidth of the throttled link, per connection")
+	cuts := fs.Int("cuts", 8, "connection cuts in the resume case (0: no resume case)")
+	repeat := fs.Int("repeat", 1, "runs of each case, interleaved; the fastest is shown")
+	list := fs.Bool("list", false, "print the case names and exit")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: ferry bench [--size 1GiB] [--block-size 256KiB] [--dir DIR] [--only CASES] [--rate 50MiB/s] [--cuts 8] [--repeat 1]")
+		fs.PrintDefaults()
+	}
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
+	}
+	if fs.NArg() > 0 || *cuts < 0 || *repeat < 1 || size < 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	if err := chunker.CheckBlockSize(int(blockSize)); err != nil {
+		fmt.Fprintf(stderr, "ferry bench: --block-size %s: must be between 1KiB and 16MiB\n", blockSize.String())
+		return exitUsage
+	}
+	_, curlErr := exec.LookPath("curl")
+	all := benchCases(curlErr == nil, *cuts)
+	if *list {
+		for _, c := range all {
+			fmt.Fprintln(stdout, c.name)
+		}
+		return exitOK
+	}
+	cases, err := selectCases(all, *only)
+	if err != nil {
+		fmt.Fprintf(stderr, "ferry bench: --only: %v (see --list)\n", err)
+		return exitUsage
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "ferry bench: %v\n", err)
+		return exitFailure
+	}
+
+	b := &bench{exe: exe, size: int64(size), blockSize: int(blockSize), rate: int64(rate), log: stderr}
+	if *dir == "" {
+		if *dir, err = os.MkdirTemp("", "ferry-bench-"); err != nil {
+			fmt.Fprintf(stderr, "ferry bench: %v\n", err)
+			return exitDisk
+		}
+		defer os.RemoveAll(*dir)
+	}
+	b.data, b.out, b.cache = filepath.Join(*dir, "data"), filepath.Join(*dir, "out"), filepath.Join(*dir, "cache")
+	loadStart := loadAverage()
+	if err := b.prepare(ctx, cases); err != nil {
+		return b.fail(ctx, err)
+	}
+	if err := b.warmManifests(ctx, cases); err != nil {
+		return b.fail(ctx, err)
+	}
+
+	// Rounds run every case once, so that repeats of a case are spread
+	// over the run like the cases they are compared with.
+	results := make(map[string]benchResult)
+	for round := range *repeat {
+		for i, c := range cases {
+			r, err := b.run(ctx, c)
+			if err != nil {
+				return b.fail(ctx, err)
+			}
+			fmt.Fprintf(stderr, "ferry bench: round %d/%d, case %d/%d: %-28s %7.2f s %8.1f MiB/s\n",
+				round+1, *repeat, i+1, len(cases), c.name, r.seconds, float64(b.size)/r.seconds/(1<<20))
+			if best, ok := results[c.name]; !ok || r.seconds < best.seconds {
+				results[c.name] = r
+			}
+		}
+	}
+	report(stdout, reportInput{
+		command: "ferry " + strings.Join(append([]string{"bench"}, args...), " "),
+		size:    b.size, blockSize: b.blockSize, rate: b.rate, repeat: *repeat, curl: curlErr == nil,
+		loadStart: loadStart, loadEnd: loadAverage(), cases: cases, results: results,
+	})
+	return exitOK
+}
+
+// byteRate is a flag.Value for a bandwidth such as 50MiB/s (or 50MiB, 50MB/s:
+// sizes are powers of 1024 as in every size flag).
+type byteRate int64
+
+func (r *byteRate) String() string { return formatSize(int64(*r)) + "/s" }
+
+func (r *byteRate) Set(s string) error {
+	n, err := parseSize(strings.TrimSuffix(strings.TrimSpace(s), "/s"))
+	if err != nil {
+		return err
+	}
+	if n < 1 {
+		return fmt.Errorf("rate %q must be positive", s)
+	}
+	*r = byteRate(n)
+	return nil
+}
+
+// benchCase is one measured download.
+type benchCase struct {
+	name     string
+	kind     string // data: "random" (incompressible) or "text" (log lines)
+	client   string // "http" (ferry bench fetch), "curl" or "ferry" (ferry get)
+	codec    string // ferry: "identity" (--no-compression) or "zstd" (the default negotiation)
+	parallel int    // ferry: --parallel
+	slow     bool   // through a proxy throttled to --rate
+	cuts     int    // through a proxy that cuts the connection this many times
+}
+
+// baseline names the plain HTTP case this one is compared with.
+func (c benchCase) baseline() string {
+	if c.slow {
+		return "slow/" + c.kind + "/http"
+	}
+	return c.kind + "/http"
+}
+
+// benchCases lists every case, in the order they run.
+func benchCases(curl bool, cuts int) []benchCase {
+	var cs []benchCase
+	for _, kind := range []string{"random", "text"} {
+		cs = append(cs, benchCase{name: kind + "/http", kind: kind, client: "http"})
+		if curl {
+			cs = append(cs, benchCase{name: kind + "/curl", kind: kind, client: "curl"})
+		}
+		for _, codec := range []string{"identity", "zstd"} {
+			for _, p := range []int{1, 2, 4} {
+				cs = append(cs, benchCase{name: fmt.Sprintf("%s/ferry/%s/p%d", kind, codec, p), kind: kind, client: "ferry", codec: codec, parallel: p})
+			}
+		}
+	}
+	cs = append(cs,
+		benchCase{name: "slow/text/http", kind: "text", client: "http", slow: true},
+		benchCase{name: "slow/text/ferry/zstd/p1", kind: "text", client: "ferry", codec: "zstd", parallel: 1, slow: true},
+		benchCase{name: "slow/text/ferry/identity/p1", kind: "text", client: "ferry", codec: "identity", parallel: 1, slow: true},
+	)
+	if cuts > 0 {
+		cs = append(cs, benchCase{name: "resume/random/ferry/zstd/p1", kind: "random", client: "ferry", codec: "zstd", parallel: 1, cuts: cuts})
+	}
+	return cs
+}
+
+// selectCases returns the cases that match the comma-separated patterns of
+// only, and the baselines they are compared with, in the order of all. A
+// pattern matches a name equal to it, a name below it ("slow" matches
+// "slow/text/http") or a name it matches as a path.Match glob.
+func selectCases(all []benchCase, only string) ([]benchCase, error) {
+	if strings.TrimSpace(only) == "" {
+		return all, nil
+	}
+	want := make(map[string]bool)
+	for _, pat := range strings.Split(only, ",") {
+		pat = strings.Trim(strings.TrimSpace(pat), "/")
+		if pat == "" {
+			continue
+		}
+		if _, err := path.Match(pat, ""); err != nil {
+			return nil, fmt.Errorf("pattern %q: %w", pat, err)
+		}
+		n := 0
+		for _, c := range all {
+			if ok, _ := path.Match(pat, c.name); ok || c.name == pat || strings.HasPrefix(c.name, pat+"/") {
+				want[c.name], want[c.baseline()] = true, true
+				n++
+			}
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("%q matches no case", pat)
+		}
+	}
+	var cs []benchCase
+	for _, c := range all {
+		if want[c.name] {
+			cs = append(cs, c)
+		}
+	}
+	return cs, nil
+}
+
+// bench is one run of the benchmark.
+type bench struct {
+	exe       string // the ferry binary the children run
+	size      int64
+	blockSize int
+	rate      int64
+	data      string // the folder served: random.bin, text.bin
+	out       string // the folder the clients write to
+	cache     string // the servers' --cache-dir
+	log       io.Writer
+}
+
+func (b *bench) fail(ctx context.Context, err error) int {
+	if ctx.Err() != nil {
+		fmt.Fprintln(b.log, "ferry bench: interrupted")
+		return interruptCode(ctx)
+	}
+	fmt.Fprintf(b.log, "ferry bench: %v\n", err)
+	return exitFailure
+}
+
+func kinds(cases []benchCase) []string {
+	var ks []string
+	for _, c := range cases {
+		if !slices.Contains(ks, c.kind) {
+			ks = append(ks, c.kind)
+		}
+	}
+	return ks
+}
+
+// prepare writes the data files, unless files of the right size are there,
+// and reads them once so that they are in the page cache.
+func (b *bench) prepare(ctx context.Context, cases []benchCase) error {
+	for _, d := range []string{b.data, b.out} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	for _, kind := range kinds(cases) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p := filepath.Join(b.data, kind+".bin")
+		if info, err := os.Stat(p); err != nil || info.Size() != b.size {
+			fmt.Fprintf(b.log, "ferry bench: writing %s (%s, seed 1)\n", p, formatSize(b.size))
+			if err := writeSampleFile(p, kind, b.size); err != nil {
+				return err
+			}
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeSampleFile(p, kind string, size int64) error {
+	f, err := os.Create(p)
+	if err != nil {
+		return err
+	}
+	if err := writeSample(f, kind, 1, size); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// startServer starts a "ferry serve" of the data files.
+func (b *bench) startServer(ctx context.Context) (*serverProc, error) {
+	return startServer(ctx, b.exe, b.data, b.cache, b.blockSize)
+}
+
+// warmManifests has a server hash each file into the manifest cache on disk
+// that every server of the run shares, as a server would have for a file it
+// served before: no case pays for the first hashing.
+func (b *bench) warmManifests(ctx context.Context, cases []benchCase) error {
+	srv, err := b.startServer(ctx)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	for _, kind := range kinds(cases) {
+		if err := getDiscard(ctx, srv.base()+"/manifest/"+kind+".bin"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// getDiscard GETs u and reads its body to the end.
+func getDiscard(ctx context.Context, u string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
+}
+
+// benchResult is what one run of a case measured.
+type benchResult struct {
+	seconds   float64 // wall time of the client process
+	serverCPU float64 // CPU seconds (user+system) of the server during the case
+	clientCPU float64 // CPU seconds (user+system) of the client process
+	serverRSS int64   // peak RSS of the case's server process, bytes; -1 unknown
+	clientRSS int64   // peak RSS of the client process, bytes; -1 unknown
+	wire      int64   // response body bytes the server sent, from its access log
+	fetched   int64   // ferry get's bytes_fetched
+	cuts      int     // ferry get's reconnects
+	proxied   int64   // bytes through the proxy, server to client
+	uncut     int64   // resume: bytes through a proxy for an uncut stream
+}
+
+// run runs case c once.
+func (b *bench) run(ctx context.Context, c benchCase) (benchResult, error) {
+	var r benchResult
+	file := c.kind + ".bin"
+	out := filepath.Join(b.out, file)
+	clean := func() {
+		// Synced first, so that no case leaves the next one dirty pages to
+		// write back (curl does not sync; ferry get and fetch do).
+		if f, err := os.OpenFile(out, os.O_RDWR, 0); err == nil {
+			f.Sync()
+			f.Close()
+		}
+		for _, p := range []string{out, out + ".part", out + ".ferry-state"} {
+			os.Remove(p)
+		}
+	}
+	clean()
+	defer clean()
+
+	if c.cuts > 0 {
+		var err error
+		if r.uncut, err = b.uncutBytes(ctx, file, c.codec); err != nil {
+			return r, err
+		}
+	}
+	srv, err := b.startServer(ctx)
+	if err != nil {
+		return r, err
+	}
+	defer srv.stop()
+	addr := srv.addr
+	var proxy *servertest.Proxy
+	if c.slow || c.cuts > 0 {
+		plan := func(int) servertest.Fault { return servertest.Fault{BytesPerSecond: b.rate} }
+		if c.cuts > 0 {
+			plan = cutPlan(c.cuts, r.uncut, 1)
+		}
+		if proxy, err = servertest.NewProxy(addr, plan); err != nil {
+			return r, err
+		}
+		defer proxy.Close()
+		addr = proxy.Addr
+	}
+	base := "http://" + addr
+	var argv []string
+	switch c.client {
+	case "http":
+		argv = []string{b.exe, "bench", "fetch", base + "/files/" + file, out}
+	case "curl":
+		argv = []string{"curl", "-sSf", "-o", out, base + "/files/" + file}
+	case "ferry":
+		argv = []string{b.exe, "get", base + "/sse/" + file, "-o", out, "--progress", "none", "--json", "--parallel", strconv.Itoa(c.parallel)}
+		if c.codec == "identity" {
+			argv = append(argv, "--no-compression")
+		}
+	}
+
+	if err := srv.sync(ctx); err != nil {
+		return r, err
+	}
+	cpu0, _ := srv.sample()
+	wire0 := srv.wire.Load()
+	u, err := runChild(ctx, argv)
+	if err != nil {
+		return r, fmt.Errorf("%s: %w", c.name, err)
+	}
+	if err := srv.sync(ctx); err != nil { // the server has logged the case's requests
+		return r, err
+	}
+	cpu1, hwm := srv.sample()
+	r.seconds, r.clientCPU, r.clientRSS = u.seconds, u.cpu, u.maxRSS
+	r.serverCPU, r.serverRSS = cpu1-cpu0, hwm
+	r.wire = srv.wire.Load() - wire0
+	if proxy != nil {
+		r.proxied = proxy.BytesDown()
+	}
+	if info, err := os.Stat(out); err != nil || info.Size() != b.size {
+		return r, fmt.Errorf("%s: %s is not the %d bytes of %s", c.name, out, b.size, file)
+	}
+	if c.client == "ferry" {
+		var res struct {
+			Size         int64 `json:"size"`
+			BytesFetched int64 `json:"bytes_fetched"`
+			Reconnects   int   `json:"reconnects"`
+		}
+		if err := json.Unmarshal(u.stdout, &res); err != nil || res.Size != b.size {
+			return r, fmt.Errorf("%s: ferry get --json printed %q", c.name, u.stdout)
+		}
+		r.fetched, r.cuts = res.BytesFetched, res.Reconnects
+	}
+	return r, nil
+}
+
+// uncutBytes returns the bytes a proxy forwards for one uncut stream of
+// file with the codec ferry get asks for: the reference of the resume case.
+func (b *bench) uncutBytes(ctx context.Context, file, codec string) (int64, error) {
+	srv, err := b.startServer(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer srv.stop()
+	p, err := servertest.NewProxy(srv.addr, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer p.Close()
+	u := "http://" + p.Addr + "/sse/" + file
+	if codec != "identity" {
+		u += "?encoding=zstd,gzip"
+	}
+	if err := getDiscard(ctx, u); err != nil {
+		return 0, err
+	}
+	return p.BytesDown(), nil
+}
+
+// cutPlan returns a proxy plan that cuts the first n connections so that the
+// cuts fall at n points drawn uniformly (from seed) over a stream of total
+// bytes: each connection is cut after the distance from the previous point.
+// A resumed connection repeats the start of a block, so later cuts drift a
+// little past their points; connections after the n-th are not cut.
+func cutPlan(n int, total int64, seed uint64) func(int) servertest.Fault {
+	r := rand.New(rand.NewPCG(seed, 0xc075))
+	at := make([]int64, n)
+	for i := range at {
+		at[i] = 1 + r.Int64N(max(total-1, 1))
+	}
+	slices.Sort(at)
+	gaps := make([]int64, n)
+	prev := int64(0)
+	for i, a := range at {
+		gaps[i], prev = max(a-prev, 1), a
+	}
+	return func(conn int) servertest.Fault {
+		if conn < n {
+			return servertest.Fault{CutAt: gaps[conn]}
+		}
+		return servertest.Fault{}
+	}
+}
+
+// childUsage is what a finished child process used.
+type childUsage struct {
+	seconds float64
+	cpu     float64 // user + system seconds
+	maxRSS  int64   // bytes; -1 unknown
+	stdout  []byte
+}
+
+// runChild runs argv to completion.
+func runChild(ctx context.Context, argv []string) (childUsage, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	u := childUsage{seconds: time.Since(start).Seconds(), maxRSS: -1, stdout: out.Bytes()}
+	if err != nil {
+		return u, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(errb.String()))
+	}
+	u.cpu = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		u.maxRSS = int64(ru.Maxrss)
+		if runtime.GOOS != "darwin" { // Linux counts KiB, macOS bytes
+			u.maxRSS <<= 10
+		}
+	}
+	return u, nil
+}
+
+// serverProc is the "ferry serve" child.
+type serverProc struct {
+	cmd     *exec.Cmd
+	addr    string       // host:port it listens on
+	wire    atomic.Int64 // response body bytes it logged, /healthz excepted
+	healthz chan struct{}
+	exited  chan struct{}
+
+	mu   sync.Mutex
+	tail []string // its last lines of stderr that are not access logs
+}
+
+func startServer(ctx context.Context, exe, root, cacheDir string, blockSize int) (*serverProc, error) {
+	s := &serverProc{healthz: make(chan struct{}, 1), exited: make(chan struct{})}
+	s.cmd = exec.Command(exe, "serve", "--root", root, "--addr", "127.0.0.1:0", "--block-size", strconv.Itoa(blockSize),
+		"--log", "json", "--cache-dir", cacheDir)
+	stdout, err := s.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go s.readLog(stderr) // exits when the server closes stderr
+	addrs := make(chan string, 1)
+	go func() { // exits when the server closes stdout
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := serveAddr.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case addrs <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	go func() { s.cmd.Wait(); close(s.exited) }() // exits with the server
+	select {
+	case s.addr = <-addrs:
+		return s, nil
+	case <-s.exited:
+		return nil, fmt.Errorf("ferry serve exited: %s", s.lastLines())
+	case <-time.After(30 * time.Second):
+		s.stop()
+		return nil, errors.New("ferry serve printed no address within 30s")
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+}
+
+var serveAddr = regexp.MustCompile(`http://(127\.0\.0\.1:\d+)/`)
+
+func (s *serverProc) base() string { return "http://" + s.addr }
+
+// readLog adds up the bytes of the server's access log lines and signals
+// each /healthz request.
+func (s *serverProc) readLog(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var l struct {
+			Msg   string `json:"msg"`
+			Path  string `json:"path"`
+			Bytes int64  `json:"bytes"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Msg == "" {
+			s.mu.Lock()
+			s.tail = append(s.tail, sc.Text())
+			if len(s.tail) > 5 {
+				s.tail = s.tail[1:]
+			}
+			s.mu.Unlock()
+			continue
+		}
+		switch {
+		case l.Msg != "request":
+		case l.Path == "/healthz":
+			select {
+			case s.healthz <- struct{}{}:
+			default:
+			}
+		default:
+			s.wire.Add(l.Bytes)
+		}
+	}
+}
+
+func (s *serverProc) lastLines() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.tail, "\n")
+}
+
+// sync returns once the server has logged every request answered so far:
+// it logs a /healthz request made after them.
+func (s *serverProc) sync(ctx context.Context) error {
+	select {
+	case <-s.healthz:
+	default:
+	}
+	if err := getDiscard(ctx, s.base()+"/healthz"); err != nil {
+		return err
+	}
+	select {
+	case <-s.healthz:
+		return nil
+	case <-s.exited:
+		return fmt.Errorf("ferry serve exited: %s", s.lastLines())
+	case <-time.After(10 * time.Second):
+		return errors.New("ferry serve did not log a request within 10s")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// sample returns the server's CPU seconds and peak RSS so far, or -1 where
+// /proc cannot tell.
+func (s *serverProc) sample() (cpu float64, hwm int64) {
+	pid := s.cmd.Process.Pid
+	cpu, hwm = -1, -1
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// Fields after the parenthesised command: utime and stime are the
+		// 12th and 13th, in clock ticks of 1/100 s on Linux.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 {
+			if f := strings.Fields(string(b[i+1:])); len(f) > 12 {
+				ut, err1 := strconv.ParseInt(f[11], 10, 64)
+				st, err2 := strconv.ParseInt(f[12], 10, 64)
+				if err1 == nil && err2 == nil {
+					cpu = float64(ut+st) / 100
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				if kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64); err == nil {
+					hwm = kb << 10
+				}
+			}
+		}
+	}
+	return cpu, hwm
+}
+
+// stop ends the server with SIGTERM, or kills it after a grace period.
+func (s *serverProc) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+	}
+}
+
+// runBenchFetch is the plain HTTP baseline: "ferry bench fetch URL FILE"
+// GETs URL with net/http, copies the body to FILE with io.Copy and syncs
+// it, the same durability ferry get provides.
+func runBenchFetch(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) != 2 {
+		fmt.Fprintln(stderr, "usage: ferry bench fetch URL FILE")
+		return exitUsage
+	}
+	if err := fetchPlain(ctx, args[0], args[1]); err != nil {
+		fmt.Fprintf(stderr, "ferry bench fetch: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func fetchPlain(ctx context.Context, u, out string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages, or "?".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}
+
+// machine describes the computer and the toolchain.
+func machine() string {
+	cpu := runtime.GOARCH
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	kernel := ""
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = " " + strings.TrimSpace(string(b))
+	}
+	return fmt.Sprintf("%s, %d cores, %s/%s%s, %s", cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, kernel, runtime.Version())
+}
+
+type reportInput struct {
+	command            string
+	size               int64
+	blockSize          int
+	rate               int64
+	repeat             int
+	curl               bool
+	loadStart, loadEnd string
+	cases              []benchCase
+	results            map[string]benchResult
+}
+
+// report prints the table and the resume and target summaries.
+func report(w io.Writer, in reportInput) {
+	gib := float64(in.size) / (1 << 30)
+	mib := func(n int64) string {
+		if n < 0 {
+			return "-"
+		}
+		return strconv.FormatFloat(float64(n)/(1<<20), 'f', 0, 64)
+	}
+	perGiB := func(s float64) string {
+		if s < 0 {
+			return "-"
+		}
+		return strconv.FormatFloat(s/gib, 'f', 2, 64)
+	}
+	fmt.Fprintf(w, "command: %s\n", in.command)
+	fmt.Fprintf(w, "machine: %s\n", machine())
+	fmt.Fprintf(w, "load:    %s at start, %s at end (1, 5, 15 min)\n", in.loadStart, in.loadEnd)
+	best := ""
+	if in.repeat > 1 {
+		best = fmt.Sprintf(", fastest of %d runs", in.repeat)
+	}
+	fmt.Fprintf(w, "files:   %s each, block size %s, slow link %s per connection%s\n\n",
+		formatSize(in.size), formatSize(int64(in.blockSize)), humanBytes(in.rate)+"/s", best)
+	fmt.Fprintf(w, "%-28s %7s %8s %6s %6s %8s %8s %8s %8s\n",
+		"case", "s", "MiB/s", "×http", "wire", "srv-CPU", "cli-CPU", "srv-RSS", "cli-RSS")
+	fmt.Fprintf(w, "%-28s %7s %8s %6s %6s %8s %8s %8s %8s\n",
+		"", "", "", "", "×size", "s/GiB", "s/GiB", "MiB", "MiB")
+	for _, c := range in.cases {
+		r, ok := in.results[c.name]
+		if !ok {
+			continue
+		}
+		ratio := "-"
+		if base, ok := in.results[c.baseline()]; ok {
+			ratio = strconv.FormatFloat(base.seconds/r.seconds, 'f', 2, 64)
+		}
+		fmt.Fprintf(w, "%-28s %7.2f %8.1f %6s %6.3f %8s %8s %8s %8s\n",
+			c.name, r.seconds, float64(in.size)/r.seconds/(1<<20), ratio, float64(r.wire)/float64(in.size),
+			perGiB(r.serverCPU), perGiB(r.clientCPU), mib(r.serverRSS), mib(r.clientRSS))
+	}
+	fmt.Fprintln(w, "\n×http: throughput over that of the plain Go GET of /files/ of the same data (slow/*: at the same rate).")
+	fmt.Fprintln(w, "wire: response body bytes the server sent, over the file size. RSS: peak resident memory.")
+	if !in.curl {
+		fmt.Fprintln(w, "curl: not on this machine, not measured.")
+	}
+	fmt.Fprintln(w, "gzip: not measured; ferry get always offers zstd,gzip and the server prefers zstd.")
+
+	for _, c := range in.cases {
+		r, ok := in.results[c.name]
+		if !ok || c.cuts == 0 {
+			continue
+		}
+		blocks := chunker.Count(in.size, in.blockSize)
+		perCut := func(extra, block float64) string {
+			if r.cuts == 0 {
+				return "-"
+			}
+			return strconv.FormatFloat(extra/float64(r.cuts)/block, 'f', 2, 64)
+		}
+		fmt.Fprintf(w, "\nresume: %s, %d cuts planned, %d reconnects\n", c.name, c.cuts, r.cuts)
+		fmt.Fprintf(w, "  bytes_fetched - size: %d bytes = %s blocks per cut\n",
+			r.fetched-in.size, perCut(float64(r.fetched-in.size), float64(in.blockSize)))
+		fmt.Fprintf(w, "  on the wire, beyond an uncut stream: %d bytes = %s blocks per cut (a block is %d bytes on the wire)\n",
+			r.proxied-r.uncut, perCut(float64(r.proxied-r.uncut), float64(r.uncut)/float64(blocks)), r.uncut/max(blocks, 1))
+	}
+	targets(w, in)
+}
+
+// targets compares the run with the targets of issue 6.
+func targets(w io.Writer, in reportInput) {
+	ratio := func(name string) (float64, bool) {
+		r, ok1 := in.results[name]
+		var base benchResult
+		var ok2 bool
+		for _, c := range in.cases {
+			if c.name == name {
+				base, ok2 = in.results[c.baseline()]
+			}
+		}
+		if !ok1 || !ok2 {
+			return 0, false
+		}
+		return base.seconds / r.seconds, true
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	var lines []string
+	for _, name := range []string{"random/ferry/zstd/p1", "random/ferry/identity/p1"} {
+		if x, ok := ratio(name); ok {
+			lines = append(lines, fmt.Sprintf("  %-28s %.2f× plain HTTP, target ≥ 0.9×: %s", name, x, verdict(x >= 0.9)))
+		}
+	}
+	if x, ok := ratio("slow/text/ferry/zstd/p1"); ok {
+		lines = append(lines, fmt.Sprintf("  %-28s %.2f× plain HTTP at %s/s, target ≥ 2.5×: %s", "slow/text/ferry/zstd/p1", x, humanBytes(in.rate), verdict(x >= 2.5)))
+	}
+	for _, c := range in.cases {
+		if r, ok := in.results[c.name]; ok && c.cuts > 0 && r.cuts > 0 {
+			blocks := chunker.Count(in.size, in.blockSize)
+			per := float64(r.proxied-r.uncut) / float64(r.cuts) / (float64(r.uncut) / float64(blocks))
+			lines = append(lines, fmt.Sprintf("  %-28s %.2f blocks on the wire per cut, target ≤ 1: %s", c.name, per, verdict(per <= 1)))
+		}
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(w, "\ntargets (issue 6):\n%s\n", strings.Join(lines, "\n"))
+	}
+}
