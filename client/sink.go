@@ -26,7 +26,9 @@ type block struct {
 	data []byte
 }
 
-const sinkBuffers = 6
+// sinkBuffers is small so that the buffers stay in the CPU's cache: with
+// six, base64 decoding into them cost four times as much.
+const sinkBuffers = 3
 
 // startSink starts the sink goroutine; it exits when close is called.
 func (d *download) startSink() *sink {

@@ -111,7 +111,9 @@ type Server struct {
 	mu      sync.Mutex
 	closing bool
 	active  int // open streams, under mu
-	streams sync.WaitGroup
+
+	encoders map[string]chan *chunker.Encoder // free lists, by encoding
+	streams  sync.WaitGroup
 }
 
 // New opens cfg.Root and returns a Server for it. Call Close when done.
@@ -128,7 +130,10 @@ func New(cfg Config) (*Server, error) {
 		root.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, root: root, cache: cache, log: cfg.Logger, done: make(chan struct{})}
+	s := &Server{cfg: cfg, root: root, cache: cache, log: cfg.Logger, done: make(chan struct{}), encoders: map[string]chan *chunker.Encoder{}}
+	for _, enc := range []string{chunker.Identity, chunker.Zstd, chunker.Gzip} {
+		s.encoders[enc] = make(chan *chunker.Encoder, 32)
+	}
 	s.echo = s.routes()
 	return s, nil
 }

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/ferry-dev/ferry/chunker"
@@ -154,6 +153,7 @@ func (st *stream) run(r *http.Request) string {
 			return outcomeShutdown
 		default:
 		}
+		began := time.Now()
 		off, raw, err := chunks.Block(i)
 		if err != nil {
 			return outcomeChanged // the file shrank
@@ -168,15 +168,18 @@ func (st *stream) run(r *http.Request) string {
 		}
 		try := st.policy.try()
 		frame := st.enc.FrameWith(off, raw, hash, try)
+		var took time.Duration
 		if try {
-			took, n := st.enc.LastCompression()
+			var n int
+			took, n = st.enc.LastCompression()
 			st.policy.compressed(len(raw), n, took)
 		}
-		began := time.Now()
 		if err := st.write(frame); err != nil {
 			return outcomeWriteFail
 		}
-		st.policy.wrote(len(frame), time.Since(began))
+		// The whole block's wall time but for compressing: on a fast link
+		// our own CPU, on a slow one mostly waiting for the socket.
+		st.policy.wrote(len(frame), time.Since(began)-took)
 		st.blocks++
 	}
 
@@ -276,17 +279,23 @@ func (s *Server) leave() {
 	s.streams.Done()
 }
 
-// encoders are pooled per encoding: a zstd encoder is costly to build.
-var encoderPools sync.Map // encoding → *sync.Pool
-
+// encoder takes an Encoder from the server's free list for the encoding,
+// or builds one: a zstd encoder is costly to build, so they are kept (up to
+// a bound) across streams rather than in a sync.Pool, which every garbage
+// collection empties.
 func (s *Server) encoder(encoding string) *chunker.Encoder {
-	p, _ := encoderPools.LoadOrStore(encoding, &sync.Pool{New: func() any { return chunker.NewEncoder(encoding) }})
-	return p.(*sync.Pool).Get().(*chunker.Encoder)
+	select {
+	case e := <-s.encoders[encoding]:
+		return e
+	default:
+		return chunker.NewEncoder(encoding)
+	}
 }
 
 func (s *Server) putEncoder(e *chunker.Encoder) {
-	if p, ok := encoderPools.Load(e.Encoding()); ok {
-		p.(*sync.Pool).Put(e)
+	select {
+	case s.encoders[e.Encoding()] <- e:
+	default: // enough kept
 	}
 }
 
@@ -302,7 +311,8 @@ type codecPolicy struct {
 	blocks     int64
 	costNs     float64 // compressing: ns per raw byte
 	ratio      float64 // compressed size ÷ raw size
-	writeNs    float64 // writing: ns per byte on the wire
+	writeNs    float64 // sending: ns per byte on the wire
+	wNs, wB    float64 // decayed sums of sending time and bytes
 	haveCost   bool
 	haveWrites bool
 }
@@ -310,6 +320,10 @@ type codecPolicy struct {
 const (
 	probeEvery = 16
 	ewmaWeight = 0.25
+	// sendDecay weighs the sending time of past blocks. Sums rather than an
+	// average of per-block rates: behind a socket buffer most writes return
+	// at once and a few wait long, and only time over bytes tells the rate.
+	sendDecay = 0.9
 )
 
 func ewma(old, sample float64, have bool) float64 {
@@ -337,10 +351,14 @@ func (p *codecPolicy) compressed(raw, n int, took time.Duration) {
 	p.haveCost = true
 }
 
+// wrote records that sending n bytes of a block took this long, reading
+// and hashing included, compressing excluded.
 func (p *codecPolicy) wrote(n int, took time.Duration) {
 	if n == 0 {
 		return
 	}
-	p.writeNs = ewma(p.writeNs, float64(took.Nanoseconds())/float64(n), p.haveWrites)
+	p.wNs = p.wNs*sendDecay + float64(max(took, 0).Nanoseconds())
+	p.wB = p.wB*sendDecay + float64(n)
+	p.writeNs = p.wNs / p.wB
 	p.haveWrites = true
 }
