@@ -95,20 +95,14 @@ func split(spans []span, n int, bs int64) [][]span {
 // then g, if the file turns out large enough, takes the other streams.
 func (d *download) fetchSpan(ctx context.Context, sp span, g *errgroup.Group) error {
 	next := sp.start
-	failures, stalls := 0, 0
+	budget := failureBudget{d: d}
 	disagreed := false
-	var retryAfter time.Duration
 	for {
 		if sp.end >= 0 && next >= sp.end && next > sp.start {
 			return nil
 		}
-		if failures > 0 || stalls > 0 {
-			wait := d.backoff(failures+stalls, retryAfter)
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
+		if err := budget.wait(ctx); err != nil {
+			return err
 		}
 		a := attempt{d: d, sp: sp, next: next, g: g}
 		err := a.run(ctx)
@@ -117,13 +111,11 @@ func (d *download) fetchSpan(ctx context.Context, sp span, g *errgroup.Group) er
 			return nil
 		}
 		if a.progressed {
-			failures, stalls = 0, 0
+			budget.reset()
 		}
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		retryAfter = 0
-		var he *HTTPError
 		switch {
 		case errors.Is(err, errChanged):
 			return errChanged
@@ -133,25 +125,64 @@ func (d *download) fetchSpan(ctx context.Context, sp span, g *errgroup.Group) er
 			if err := d.refreshManifest(ctx); err != nil {
 				return err
 			}
-		case errors.Is(err, errIdle):
-			if stalls++; stalls >= 2 {
-				return fmt.Errorf("%w: no data for %s twice in a row from %s", ErrTimeout, d.opts.IdleTimeout, d.url)
-			}
-		case errors.As(err, &he) && !retryableStatus(he.Status):
-			return err
-		case errors.Is(err, ErrDisk), errors.Is(err, ErrUsage), errors.Is(err, ErrRemoteChanged):
-			return err
 		default:
-			if errors.As(err, &he) {
-				retryAfter = parseRetryAfter(he)
-			}
-			if failures++; failures > d.opts.Retries {
-				return giveUp(err, d.opts.Retries)
+			if err := budget.record(err); err != nil {
+				return err
 			}
 		}
 		d.stats.reconnects.Add(1)
-		d.logf("%v; reconnecting at offset %d (attempt %d)", err, next, failures+stalls+1)
+		d.logf("%v; reconnecting at offset %d (attempt %d)", err, next, budget.failures+budget.stalls+1)
 		d.progress("")
+	}
+}
+
+// failureBudget counts the attempts that failed in a row, for a stream or
+// a manifest request, and decides whether another may follow and when.
+type failureBudget struct {
+	d                *download
+	failures, stalls int
+	retryAfter       time.Duration // the server's Retry-After of the last failure
+}
+
+// reset starts counting afresh: the last attempt made progress.
+func (b *failureBudget) reset() { b.failures, b.stalls = 0, 0 }
+
+// record takes a failed attempt. It returns nil if another may follow, or
+// the error to give up with: a final status or local error, two stalls in a
+// row, or more failures than the retries allow.
+func (b *failureBudget) record(err error) error {
+	b.retryAfter = 0
+	var he *HTTPError
+	switch {
+	case errors.Is(err, errIdle), errors.Is(err, context.DeadlineExceeded):
+		if b.stalls++; b.stalls >= 2 {
+			return fmt.Errorf("%w: no data for %s twice in a row from %s", ErrTimeout, b.d.opts.IdleTimeout, b.d.url)
+		}
+	case errors.As(err, &he) && !retryableStatus(he.Status):
+		return err
+	case errors.Is(err, ErrDisk), errors.Is(err, ErrUsage), errors.Is(err, ErrRemoteChanged):
+		return err
+	default:
+		if errors.As(err, &he) {
+			b.retryAfter = he.retryAfter
+		}
+		if b.failures++; b.failures > b.d.opts.Retries {
+			return giveUp(err, b.d.opts.Retries)
+		}
+	}
+	return nil
+}
+
+// wait sleeps the backoff due after the failures so far, if any.
+func (b *failureBudget) wait(ctx context.Context) error {
+	if b.failures+b.stalls == 0 {
+		return nil
+	}
+	select {
+	case <-time.After(b.d.backoff(b.failures+b.stalls, b.retryAfter)):
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
 	}
 }
 
@@ -190,10 +221,6 @@ func (d *download) backoff(n int, retryAfter time.Duration) time.Duration {
 
 func retryableStatus(code int) bool {
 	return code >= 500 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout
-}
-
-func parseRetryAfter(he *HTTPError) time.Duration {
-	return he.retryAfter
 }
 
 // attempt is one connection of fetchSpan.
@@ -458,7 +485,7 @@ func netError(ctx context.Context, err error) error {
 
 // retry runs fn until it reports done, retrying failures like a stream does.
 func (d *download) retry(ctx context.Context, fn func(context.Context) (bool, error)) error {
-	failures, stalls := 0, 0
+	budget := failureBudget{d: d}
 	for {
 		actx, cancel := context.WithTimeoutCause(ctx, d.opts.IdleTimeout, errIdle)
 		ok, err := fn(actx)
@@ -469,28 +496,12 @@ func (d *download) retry(ctx context.Context, fn func(context.Context) (bool, er
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		var he *HTTPError
-		var after time.Duration
-		switch {
-		case errors.Is(err, errIdle) || errors.Is(err, context.DeadlineExceeded):
-			if stalls++; stalls >= 2 {
-				return fmt.Errorf("%w: no answer for %s twice in a row from %s", ErrTimeout, d.opts.IdleTimeout, d.url)
-			}
-		case errors.As(err, &he) && !retryableStatus(he.Status):
+		if err := budget.record(err); err != nil {
 			return err
-		default:
-			if errors.As(err, &he) {
-				after = he.retryAfter
-			}
-			if failures++; failures > d.opts.Retries {
-				return giveUp(err, d.opts.Retries)
-			}
 		}
 		d.logf("%v; retrying", err)
-		select {
-		case <-time.After(d.backoff(failures+stalls, after)):
-		case <-ctx.Done():
-			return context.Cause(ctx)
+		if err := budget.wait(ctx); err != nil {
+			return err
 		}
 	}
 }
