@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -214,7 +215,7 @@ type manifestResult struct {
 
 // await waits for the manifest computed beside a ranged stream, sending a
 // heartbeat comment whenever the stream has been silent for a while.
-func (st *stream) await(ctx interface{ Done() <-chan struct{} }, pending <-chan manifestResult) (*manifest.Manifest, string) {
+func (st *stream) await(ctx context.Context, pending <-chan manifestResult) (*manifest.Manifest, string) {
 	tick := time.NewTicker(st.s.cfg.Heartbeat)
 	defer tick.Stop()
 	for {
