@@ -144,7 +144,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// the HTTP server stops accepting and waits for handlers to return.
 	go srv.Shutdown(sctx)
 	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// Streams still blocked writing to clients that read nothing: closing
+		// their connections fails the writes at once. Give the handlers a
+		// moment to log how their streams ended.
 		hs.Close()
+		wctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(wctx)
 	}
 	return exitOK
 }
