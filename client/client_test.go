@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/manifest"
 	"github.com/ferry-dev/ferry/server"
 	"github.com/ferry-dev/ferry/server/servertest"
 )
@@ -73,6 +74,24 @@ func sha(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+func xxh128(b []byte) string {
+	s := manifest.NewXXH3Summer()
+	s.Write(b)
+	return s.Digests().XXH3128
+}
+
+// checkDigests fails unless res reports the digests of want: the xxh3-128
+// always, the SHA-256 if the download computed one.
+func checkDigests(t *testing.T, res *Result, want []byte) {
+	t.Helper()
+	if res.XXH3128 != xxh128(want) {
+		t.Errorf("Result.XXH3128 = %s, want %s", res.XXH3128, xxh128(want))
+	}
+	if res.SHA256 != "" && res.SHA256 != sha(want) {
+		t.Errorf("Result.SHA256 = %s, want %s", res.SHA256, sha(want))
+	}
+}
+
 func testOptions(out string) Options {
 	return Options{Output: out, IdleTimeout: 5 * time.Second, Retries: 50}
 }
@@ -87,8 +106,8 @@ func checkResult(t *testing.T, out string, want []byte, res *Result) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("%s: %d bytes, sha256 %s; want %d bytes, sha256 %s", out, len(got), sha(got), len(want), sha(want))
 	}
-	if res != nil && res.SHA256 != sha(want) {
-		t.Errorf("Result.SHA256 = %s, want %s", res.SHA256, sha(want))
+	if res != nil {
+		checkDigests(t, res, want)
 	}
 	for _, p := range []string{partPath(out), statePath(out)} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
@@ -403,6 +422,99 @@ func TestExistingDestination(t *testing.T) {
 	}
 	checkResult(t, out, data, res)
 }
+
+// TestSHA256OnDemand: a download computes the SHA-256 when asked to, on
+// every way to a finished file (a fresh stream, a resumed one, a file already
+// complete), and checks it against the server's; without it, the xxh3-128
+// alone checks the whole file.
+func TestSHA256OnDemand(t *testing.T) {
+	data := randomData(21, 10*testBS+123)
+	var broken atomic.Bool // cut the first connection half way, the later ones at once
+	var first atomic.Int64
+	first.Store(-1)
+	f := newFixture(t, map[string][]byte{"f.bin": data}, func(n int) servertest.Fault {
+		switch {
+		case !broken.Load():
+			return servertest.Fault{}
+		case first.CompareAndSwap(-1, int64(n)):
+			return servertest.Fault{CutAt: int64(len(data)) / 2}
+		default:
+			return servertest.Fault{CutAt: 1}
+		}
+	})
+	dir := t.TempDir()
+	download := func(name string, withSHA bool) (*Result, []string, error) {
+		var logs []string
+		opts := testOptions(filepath.Join(dir, name))
+		opts.SHA256 = withSHA
+		opts.Logf = func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }
+		res, err := Download(context.Background(), f.url("f.bin"), opts)
+		return res, logs, err
+	}
+
+	for _, withSHA := range []bool{false, true} {
+		name := fmt.Sprintf("fresh-%v.bin", withSHA)
+		res, logs, err := download(name, withSHA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkResult(t, filepath.Join(dir, name), data, res)
+		if withSHA != (res.SHA256 != "") || len(logs) > 0 {
+			t.Errorf("fresh download, SHA256 %v: Result.SHA256 = %q, log %q", withSHA, res.SHA256, logs)
+		}
+	}
+
+	// Resumed: stopped half way, then finished with the SHA-256 asked for;
+	// it hashes the file on disk. Then again, on the finished file.
+	broken.Store(true)
+	opts := testOptions(filepath.Join(dir, "resumed.bin"))
+	opts.Retries = -1
+	if _, err := Download(context.Background(), f.url("f.bin"), opts); err == nil {
+		t.Fatal("the download was not stopped half way")
+	}
+	broken.Store(false)
+	for _, step := range []string{"resumed", "already complete"} {
+		res, _, err := download("resumed.bin", true)
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if res.SHA256 != sha(data) || res.Resumed != (step == "resumed") || res.AlreadyComplete != (step == "already complete") {
+			t.Errorf("%s: %+v, want sha256 %s", step, res, sha(data))
+		}
+	}
+
+	// A server whose SHA-256 disagrees with its blocks, in its end event and
+	// its manifest alike: only a download that computes the digest notices.
+	fake := strings.Repeat("0", 64)
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.srv.ServeHTTP(&replacer{ResponseWriter: w, old: []byte(sha(data)), new: []byte(fake)}, r)
+	}))
+	t.Cleanup(liar.Close)
+	for _, withSHA := range []bool{false, true} {
+		opts := testOptions(filepath.Join(dir, fmt.Sprintf("liar-%v.bin", withSHA)))
+		opts.SHA256 = withSHA
+		_, err := Download(context.Background(), liar.URL+"/sse/f.bin", opts)
+		if withSHA && !errors.Is(err, ErrIntegrity) || !withSHA && err != nil {
+			t.Errorf("SHA256 %v against a server with a wrong SHA-256: %v", withSHA, err)
+		}
+	}
+}
+
+// replacer replaces old with new in every Write, which must hold the whole
+// of each old it replaces.
+type replacer struct {
+	http.ResponseWriter
+	old, new []byte
+}
+
+func (r *replacer) Write(p []byte) (int, error) {
+	if _, err := r.ResponseWriter.Write(bytes.ReplaceAll(p, r.old, r.new)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (r *replacer) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func TestChecksum(t *testing.T) {
 	data := randomData(11, 3*testBS)

@@ -407,20 +407,22 @@ func (a *attempt) block(ev sse.Event, dec *chunker.Decoder) error {
 	return nil
 }
 
-// feedSum adds a block to the in-order whole-file digests, or gives them
-// up when blocks arrive out of order (the file is hashed at the end then).
-func (d *download) feedSum(off int64, raw []byte) {
+// feedSum adds a block to the in-order whole-file xxh3-128 and reports
+// whether it was in order, or gives the digests up when blocks arrive out of
+// order (the file is hashed at the end then).
+func (d *download) feedSum(off int64, raw []byte) bool {
 	d.sumMu.Lock()
 	defer d.sumMu.Unlock()
 	if d.sum == nil {
-		return
+		return false
 	}
 	if off != d.next {
-		d.sum = nil
-		return
+		d.sum, d.sha = nil, nil
+		return false
 	}
 	d.sum.Write(raw)
 	d.next += int64(len(raw))
+	return true
 }
 
 func (d *download) haveEnd() bool {

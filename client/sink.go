@@ -6,14 +6,16 @@ import (
 )
 
 // sink writes verified blocks to the partial file and feeds the whole-file
-// digests on a goroutine of its own, so that on a machine with two cores
-// the network, parsing and decoding run beside the disk writes and the
-// SHA-256 (measured: a single goroutine spent about as long hashing and
-// writing as reading and decoding). A few block buffers circulate between
-// the streams and the sink, which bounds memory and applies backpressure.
+// xxh3-128 on a goroutine of its own, and the SHA-256, when the download
+// computes one, on a third, so that on a machine with two cores the network,
+// parsing and decoding run beside the disk writes and the hashing (measured:
+// a single goroutine spent about as long hashing and writing as reading and
+// decoding). A few block buffers circulate between the streams and the
+// sink, which bounds memory and applies backpressure.
 type sink struct {
 	d    *download
 	in   chan *block
+	sha  chan *block // nil without a SHA-256
 	free chan *block
 	done chan struct{}
 
@@ -27,13 +29,20 @@ type block struct {
 }
 
 // sinkBuffers is small so that the buffers stay in the CPU's cache: with
-// six, base64 decoding into them cost four times as much.
+// six, base64 decoding into them cost four times as much. The SHA-256 stage
+// holds one more.
 const sinkBuffers = 3
 
-// startSink starts the sink goroutine; it exits when close is called.
+// startSink starts the sink goroutines; they exit when close is called.
 func (d *download) startSink() *sink {
-	s := &sink{d: d, in: make(chan *block, sinkBuffers), free: make(chan *block, sinkBuffers), done: make(chan struct{})}
-	for range sinkBuffers {
+	n := sinkBuffers
+	s := &sink{d: d, in: make(chan *block, n), done: make(chan struct{})}
+	if d.sha != nil {
+		n++
+		s.sha = make(chan *block, n)
+	}
+	s.free = make(chan *block, n)
+	for range n {
 		s.free <- &block{}
 	}
 	go s.run()
@@ -42,16 +51,42 @@ func (d *download) startSink() *sink {
 
 func (s *sink) run() {
 	defer close(s.done)
+	var hashed chan struct{}
+	if s.sha != nil {
+		hashed = make(chan struct{})
+		go s.hash(hashed)
+	}
 	for b := range s.in {
 		if s.failed() == nil {
 			if _, err := s.d.part.WriteAt(b.data, b.off); err != nil {
 				s.fail(fmt.Errorf("%w: %w", ErrDisk, err))
 			} else {
-				s.d.feedSum(b.off, b.data)
+				inOrder := s.d.feedSum(b.off, b.data)
 				s.d.stats.done.Add(int64(len(b.data)))
 				s.d.progress("")
+				if inOrder && s.sha != nil {
+					s.sha <- b
+					continue
+				}
 			}
 		}
+		s.free <- b
+	}
+	if s.sha != nil {
+		close(s.sha)
+		<-hashed
+	}
+}
+
+// hash feeds the in-order blocks to the SHA-256; they come in the order
+// feedSum accepted them.
+func (s *sink) hash(done chan<- struct{}) {
+	defer close(done)
+	s.d.sumMu.Lock()
+	h := s.d.sha
+	s.d.sumMu.Unlock()
+	for b := range s.sha {
+		h.Write(b.data)
 		s.free <- b
 	}
 }

@@ -269,6 +269,7 @@ func soakDownload(t *testing.T, rng *rand.Rand, tot *soakTotals) {
 		Retries:       6,
 		Parallel:      []int{1, 1, 2, 3}[rng.IntN(4)],
 		NoCompression: rng.IntN(3) == 0,
+		SHA256:        rng.IntN(2) == 0,
 		Logf: func(format string, args ...any) {
 			msg := fmt.Sprintf(format, args...)
 			if strings.Contains(msg, "reconnecting") || strings.HasSuffix(msg, "retrying") {
@@ -343,8 +344,9 @@ func soakDownload(t *testing.T, rng *rand.Rand, tot *soakTotals) {
 		t.Fatalf("%s: %d bytes, sha256 %s; want %d bytes, sha256 %s (or the new version, %d bytes, if replaced: %v)",
 			out, len(got), sha(got), len(old), sha(old), len(next), replaced.Load())
 	}
-	if res.SHA256 != sha(got) {
-		t.Errorf("Result.SHA256 = %s, the file's is %s", res.SHA256, sha(got))
+	checkDigests(t, res, got)
+	if opts.SHA256 != (res.SHA256 != "") {
+		t.Errorf("Options.SHA256 %v, yet Result.SHA256 = %q", opts.SHA256, res.SHA256)
 	}
 	for _, p := range []string{partPath(out), statePath(out)} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {

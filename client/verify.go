@@ -43,7 +43,7 @@ func checkBlocks(ctx context.Context, f io.ReaderAt, m *manifest.Manifest, sum *
 
 // checkFile checks a complete local file against m: its size, every block
 // and the whole-file digests.
-func checkFile(ctx context.Context, f *os.File, m *manifest.Manifest) ([]int64, manifest.Digests, error) {
+func checkFile(ctx context.Context, f *os.File, m *manifest.Manifest, sum *manifest.Summer) ([]int64, manifest.Digests, error) {
 	info, err := f.Stat()
 	if err != nil {
 		return nil, manifest.Digests{}, fmt.Errorf("%w: %w", ErrDisk, err)
@@ -51,12 +51,11 @@ func checkFile(ctx context.Context, f *os.File, m *manifest.Manifest) ([]int64, 
 	if info.Size() != m.Size {
 		return []int64{-1}, manifest.Digests{}, nil
 	}
-	return checkBlocks(ctx, f, m, manifest.NewSummer())
+	return checkBlocks(ctx, f, m, sum)
 }
 
-// digestFile computes the whole-file digests of the first size bytes of f.
-func digestFile(ctx context.Context, f io.ReaderAt, size int64) (manifest.Digests, error) {
-	sum := manifest.NewSummer()
+// digestFile feeds the first size bytes of f to sum and returns its digests.
+func digestFile(ctx context.Context, f io.ReaderAt, size int64, sum *manifest.Summer) (manifest.Digests, error) {
 	buf := make([]byte, 1<<20)
 	for off := int64(0); off < size; {
 		if err := ctx.Err(); err != nil {

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/chunker"
+	"github.com/ferry-dev/ferry/client"
 	"github.com/ferry-dev/ferry/server/servertest"
 )
 
@@ -153,6 +154,7 @@ type benchCase struct {
 	parallel int    // ferry: --parallel
 	slow     bool   // through a proxy throttled to --rate
 	cuts     int    // through a proxy that cuts the connection this many times
+	sha256   bool   // ferry: --sha256, the whole-file SHA-256 that --json and --checksum imply
 }
 
 // baseline names the plain HTTP case this one is compared with.
@@ -175,6 +177,7 @@ func benchCases(curl bool, cuts int) []benchCase {
 			for _, p := range []int{1, 2, 4} {
 				cs = append(cs, benchCase{name: fmt.Sprintf("%s/ferry/%s/p%d", kind, codec, p), kind: kind, client: "ferry", codec: codec, parallel: p})
 			}
+			cs = append(cs, benchCase{name: fmt.Sprintf("%s/ferry-sha256/%s/p1", kind, codec), kind: kind, client: "ferry", codec: codec, parallel: 1, sha256: true})
 		}
 	}
 	cs = append(cs,
@@ -405,9 +408,14 @@ func (b *bench) run(ctx context.Context, c benchCase) (benchResult, error) {
 	case "curl":
 		argv = []string{"curl", "-sSf", "-o", out, base + "/files/" + file}
 	case "ferry":
-		argv = []string{b.exe, "get", base + "/sse/" + file, "-o", out, "--progress", "none", "--json", "--parallel", strconv.Itoa(c.parallel)}
+		// Not --json, which implies --sha256: the progress lines tell the
+		// bytes fetched and the reconnects.
+		argv = []string{b.exe, "get", base + "/sse/" + file, "-o", out, "--progress", "json", "--parallel", strconv.Itoa(c.parallel)}
 		if c.codec == "identity" {
 			argv = append(argv, "--no-compression")
+		}
+		if c.sha256 {
+			argv = append(argv, "--sha256")
 		}
 	}
 
@@ -434,17 +442,35 @@ func (b *bench) run(ctx context.Context, c benchCase) (benchResult, error) {
 		return r, fmt.Errorf("%s: %s is not the %d bytes of %s", c.name, out, b.size, file)
 	}
 	if c.client == "ferry" {
-		var res struct {
-			Size         int64 `json:"size"`
-			BytesFetched int64 `json:"bytes_fetched"`
-			Reconnects   int   `json:"reconnects"`
+		p, err := lastProgress(u.stderr)
+		if err != nil || p.Phase != "done" || p.Size != b.size {
+			return r, fmt.Errorf("%s: ferry get --progress json ended without a done line (%v): %q", c.name, err, u.stderr)
 		}
-		if err := json.Unmarshal(u.stdout, &res); err != nil || res.Size != b.size {
-			return r, fmt.Errorf("%s: ferry get --json printed %q", c.name, u.stdout)
-		}
-		r.fetched, r.cuts = res.BytesFetched, res.Reconnects
+		r.fetched, r.cuts = p.Fetched, p.Reconnects
 	}
 	return r, nil
+}
+
+// lastProgress returns the last progress line of ferry get --progress json.
+func lastProgress(stderr []byte) (client.Progress, error) {
+	var last client.Progress
+	found := false
+	for _, line := range bytes.Split(stderr, []byte("\n")) {
+		var l struct {
+			Event      string `json:"event"`
+			Phase      string `json:"phase"`
+			Size       int64  `json:"size"`
+			Fetched    int64  `json:"fetched"`
+			Reconnects int    `json:"reconnects"`
+		}
+		if json.Unmarshal(line, &l) == nil && l.Event == "progress" {
+			last, found = client.Progress{Phase: l.Phase, Size: l.Size, Fetched: l.Fetched, Reconnects: l.Reconnects}, true
+		}
+	}
+	if !found {
+		return last, errors.New("no progress line")
+	}
+	return last, nil
 }
 
 // uncutBytes returns the bytes a proxy forwards for one uncut stream of
@@ -501,6 +527,7 @@ type childUsage struct {
 	cpu     float64 // user + system seconds
 	maxRSS  int64   // bytes; -1 unknown
 	stdout  []byte
+	stderr  []byte
 }
 
 // runChild runs argv to completion.
@@ -510,7 +537,7 @@ func runChild(ctx context.Context, argv []string) (childUsage, error) {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
 	err := cmd.Run()
-	u := childUsage{seconds: time.Since(start).Seconds(), maxRSS: -1, stdout: out.Bytes()}
+	u := childUsage{seconds: time.Since(start).Seconds(), maxRSS: -1, stdout: out.Bytes(), stderr: errb.Bytes()}
 	if err != nil {
 		return u, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(errb.String()))
 	}

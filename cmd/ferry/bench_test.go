@@ -50,6 +50,7 @@ func TestSelectCases(t *testing.T) {
 		{"text/*/zstd/p4, slow", []string{"text/http", "text/ferry/zstd/p4", "slow/text/http", "slow/text/ferry/zstd/p1", "slow/text/ferry/identity/p1"}},
 		{"resume", []string{"random/http", "resume/random/ferry/zstd/p1"}},
 		{"*/curl", []string{"random/http", "random/curl", "text/http", "text/curl"}},
+		{"random/*/identity/p1", []string{"random/http", "random/ferry/identity/p1", "random/ferry-sha256/identity/p1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.only, func(t *testing.T) {

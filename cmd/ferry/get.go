@@ -99,6 +99,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	force := fs.Bool("force", false, "replace an existing output file")
 	strict := fs.Bool("strict", false, "fail (exit 7) if the remote file changed instead of restarting against it")
 	checksum := fs.String("checksum", "", "fail (exit 6) unless the result has this digest, sha256:HEX")
+	withSHA := fs.Bool("sha256", false, "also compute the file's SHA-256, check it against the server's and print it (implied by --json and --checksum; costs about 0.6 CPU-s per GiB)")
 	parallel := fs.Int("parallel", 1, "streams fetching missing blocks at once")
 	progressFlag := fs.String("progress", "auto", "progress on stderr: auto, bar, line, json or none")
 	noCompression := fs.Bool("no-compression", false, "ask for uncompressed blocks")
@@ -135,6 +136,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts := cf.options()
 	opts.Output, opts.Force, opts.Strict, opts.Checksum = *out, *force, *strict, *checksum
 	opts.Parallel, opts.NoCompression = *parallel, *noCompression
+	opts.SHA256 = *withSHA || cf.jsonOut // --json reports it; --checksum implies it in the library
 	if mode != "none" {
 		opts.OnProgress, opts.Logf = rep.progress, rep.logf
 	}
@@ -156,7 +158,11 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if res.AlreadyComplete {
 			verb = "already complete"
 		}
-		fmt.Fprintf(stderr, "ferry: %s %s (%s) in %.1fs, verified sha256 %s\n", verb, res.Path, humanBytes(res.Size), res.Seconds, res.SHA256)
+		digest := "xxh3-128 " + res.XXH3128
+		if res.SHA256 != "" {
+			digest = "sha256 " + res.SHA256
+		}
+		fmt.Fprintf(stderr, "ferry: %s %s (%s) in %.1fs, verified %s\n", verb, res.Path, humanBytes(res.Size), res.Seconds, digest)
 	}
 	if cf.jsonOut {
 		writeJSON(stdout, res)
