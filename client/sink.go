@@ -33,6 +33,10 @@ type block struct {
 // holds one more.
 const sinkBuffers = 3
 
+// writebackBytes is how many bytes the sink writes between two calls of
+// startWriteback.
+const writebackBytes = 16 << 20
+
 // startSink starts the sink goroutines; they exit when close is called.
 func (d *download) startSink() *sink {
 	n := sinkBuffers
@@ -56,11 +60,16 @@ func (s *sink) run() {
 		hashed = make(chan struct{})
 		go s.hash(hashed)
 	}
+	var dirty int
 	for b := range s.in {
 		if s.failed() == nil {
 			if _, err := s.d.part.WriteAt(b.data, b.off); err != nil {
 				s.fail(fmt.Errorf("%w: %w", ErrDisk, err))
 			} else {
+				if dirty += len(b.data); dirty >= writebackBytes {
+					startWriteback(s.d.part)
+					dirty = 0
+				}
 				inOrder := s.d.feedSum(b.off, b.data)
 				s.d.stats.done.Add(int64(len(b.data)))
 				s.d.progress("")
