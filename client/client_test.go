@@ -657,3 +657,77 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("Verify of a good file = %+v, %v", rep, err)
 	}
 }
+
+// TestRetryDelay: a connection cut while it was delivering, even in the middle
+// of a block, is retried at once; repeated failures of any other kind back
+// off from the server's retry hint, and Retry-After wins.
+func TestRetryDelay(t *testing.T) {
+	d := &download{}
+	d.retryMs.Store(1000)
+	tests := []struct {
+		name     string
+		b        failureBudget
+		min, max time.Duration
+	}{
+		{"third failure", failureBudget{failures: 3}, time.Second, 3 * time.Second},
+		{"third failure, cut while delivering", failureBudget{failures: 3, delivering: true}, 0, 100 * time.Millisecond},
+		{"a stall after delivering", failureBudget{failures: 1, stalls: 1, delivering: true}, 500 * time.Millisecond, 1500 * time.Millisecond},
+		{"Retry-After", failureBudget{failures: 3, delivering: true, retryAfter: 7 * time.Second}, 7 * time.Second, 7 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.b.d = d
+			for range 50 { // the jitter is random
+				if got := tt.b.delay(); got < tt.min || got > tt.max {
+					t.Fatalf("delay() = %v, want between %v and %v", got, tt.min, tt.max)
+				}
+			}
+		})
+	}
+}
+
+// TestCutsInsideABlockRetryAtOnce: connections cut in the middle of their
+// first block are retried without the backoff meant for a server that is
+// down (here 10 s, the server's retry hint), yet still count as failures.
+func TestCutsInsideABlockRetryAtOnce(t *testing.T) {
+	data := randomData(31, 8*testBS)
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "f.bin"), data, 0o644)
+	srv, err := server.New(server.Config{Root: root, BlockSize: testBS, Retry: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() { ts.Close(); srv.Close() })
+	const cutAt = 2000 + testBS*4/3/2 // the headers, the meta event and half a block
+	var conns atomic.Int64
+	proxy, err := servertest.NewProxy(ts.Listener.Addr().String(), func(int) servertest.Fault {
+		if conns.Add(1) <= 3 {
+			return servertest.Fault{CutAt: cutAt}
+		}
+		return servertest.Fault{}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	out := filepath.Join(t.TempDir(), "f.bin")
+	opts := testOptions(out)
+	opts.MaxTime = 4 * time.Second // the backoff for a third failure would be 5-15 s
+	res, err := Download(context.Background(), "http://"+proxy.Addr+"/sse/f.bin", opts)
+	if err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+	checkResult(t, out, data, res)
+	if res.Reconnects != 3 || res.BytesFetched != int64(len(data)) {
+		t.Errorf("%d reconnects, %d bytes fetched; want 3 and %d", res.Reconnects, res.BytesFetched, len(data))
+	}
+
+	// A link that never lets a whole block through is given up on.
+	conns.Store(-100)
+	opts = testOptions(filepath.Join(t.TempDir(), "g.bin"))
+	opts.Retries = 3
+	if _, err := Download(context.Background(), "http://"+proxy.Addr+"/sse/f.bin", opts); !errors.Is(err, ErrNetwork) {
+		t.Fatalf("through a link that cuts every block: %v, want ErrNetwork", err)
+	}
+}

@@ -113,6 +113,7 @@ func (d *download) fetchSpan(ctx context.Context, sp span, g *errgroup.Group) er
 		if a.progressed {
 			budget.reset()
 		}
+		budget.delivering = a.progressed || a.partial
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
@@ -142,6 +143,11 @@ type failureBudget struct {
 	d                *download
 	failures, stalls int
 	retryAfter       time.Duration // the server's Retry-After of the last failure
+	// delivering: the last attempt was receiving its stream when it was cut,
+	// if only part of a block (a proxy cutting every few hundred KB). It
+	// still counts as a failure, so a link that never lets a whole block
+	// through is given up on, but the next attempt follows at once.
+	delivering bool
 }
 
 // reset starts counting afresh: the last attempt made progress.
@@ -179,11 +185,20 @@ func (b *failureBudget) wait(ctx context.Context) error {
 		return nil
 	}
 	select {
-	case <-time.After(b.d.backoff(b.failures+b.stalls, b.retryAfter)):
+	case <-time.After(b.delay()):
 		return nil
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
+}
+
+// delay returns the wait before the next attempt.
+func (b *failureBudget) delay() time.Duration {
+	n := b.failures + b.stalls
+	if b.delivering && b.stalls == 0 {
+		n = 1
+	}
+	return b.d.backoff(n, b.retryAfter)
 }
 
 // giveUp turns the last failure into the error the caller sees.
@@ -229,7 +244,8 @@ type attempt struct {
 	sp         span
 	next       int64
 	g          *errgroup.Group
-	progressed bool
+	progressed bool // a block was written
+	partial    bool // bytes came after the meta event, if no whole block
 }
 
 func (a *attempt) run(ctx context.Context) error {
@@ -275,7 +291,9 @@ func (a *attempt) run(ctx context.Context) error {
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
 		return fmt.Errorf("%w: %s answered with %q, not an event stream", ErrProtocol, u, mt)
 	}
-	r := sse.NewReader(&idleReader{r: resp.Body, d: d.opts.IdleTimeout, timer: watch})
+	body := &idleReader{r: resp.Body, d: d.opts.IdleTimeout, timer: watch}
+	r := sse.NewReader(body)
+	metaAt := int64(-1) // body bytes read when the meta event came
 	r.SetMaxEventSize(2*chunker.MaxBlockSize + 4096)
 	dec := chunker.NewDecoder()
 	for {
@@ -284,6 +302,7 @@ func (a *attempt) run(ctx context.Context) error {
 			d.retryMs.Store(ms.Milliseconds())
 		}
 		if err != nil {
+			a.partial = metaAt >= 0 && body.n > metaAt
 			if context.Cause(actx) == errIdle {
 				return errIdle
 			}
@@ -297,6 +316,7 @@ func (a *attempt) run(ctx context.Context) error {
 			if err := a.meta(ctx, ev.Data); err != nil {
 				return err
 			}
+			metaAt = body.n
 		case chunker.EventBlock:
 			if a.sp.end >= 0 && a.next >= a.sp.end {
 				return nil // a whole-file stream cut short to its share
@@ -513,12 +533,14 @@ type idleReader struct {
 	r     io.Reader
 	d     time.Duration
 	timer *time.Timer
+	n     int64 // bytes read
 }
 
 func (ir *idleReader) Read(p []byte) (int, error) {
 	n, err := ir.r.Read(p)
 	if n > 0 {
 		ir.timer.Reset(ir.d)
+		ir.n += int64(n)
 	}
 	return n, err
 }

@@ -318,6 +318,7 @@ func soakDownload(t *testing.T, rng *rand.Rand, tot *soakTotals) {
 		t.Logf("Download ended with a documented error: %v; rerunning without faults", err)
 		h.calm.Store(true)
 		rerun := testOptions(out)
+		rerun.SHA256 = opts.SHA256
 		if res, err = Download(context.Background(), url, rerun); err != nil {
 			t.Fatalf("rerun after a documented error: %v", err)
 		}
