@@ -34,8 +34,13 @@
 // replace invalid UTF-8 with U+FFFD.
 //
 // The Reader is built for Ferry's block events, each one data line of
-// several hundred KiB: it finds line ends with bytes.IndexByte over a read
-// buffer of up to 64 KiB, copies a data value once, from its read buffer
-// into the event's data buffer, and reuses every buffer from one event to
-// the next.
+// several hundred KiB. It parses every line in place in its read buffer,
+// finding line ends with bytes.IndexByte, and the data of an event of one
+// data line is a slice of that buffer: no byte of it is copied after the
+// source's Read. Reads start at 4 KiB and grow to 512 KiB while the source
+// fills them; once two long data lines in a row are of about the same length,
+// each Read is sized to end just after the next event, so that a stream of
+// block events takes one Read per event when the source has the bytes, and
+// leaves little of a line to move to the front of the buffer. The buffer holds about one such event and one
+// Read; it grows for longer lines, up to the limit set by SetMaxEventSize.
 package sse

@@ -85,6 +85,71 @@ func FuzzReader(f *testing.F) {
 	})
 }
 
+// FuzzLongLines checks the Reader against refParse on streams of long
+// lines, which the short inputs of FuzzReader never make: each run of n
+// stars in the input becomes a value of alignMin - 4 KiB + n KiB, so that
+// lines are about as long as those after which Reads are sized to the next
+// line, and like or unlike each other. The stream is read whole, in pieces
+// of random sizes, and in pieces as a socket hands them out.
+func FuzzLongLines(f *testing.F) {
+	seeds := []string{
+		"data: ****\n\ndata: ****\n\ndata: ****\n\ndata: x\n\n",
+		"id: 1\nevent: block\ndata: ****\n\nid: 2\nevent: block\ndata: *****\n\n: ping\nid: 3\ndata: ****\n\n",
+		"data: ****\r\n\r\ndata: ****\r\n\r\ndata: ****\r\ndata: ****\r\n\r\n",
+		"data: ****\r\rdata: ****\r\r: ****\rdata: **\r\rdata: ****\r",
+		"data: ****\n\ndata: ****\n\ndata: ********\n\ndata: *\n\ndata: ****\n\n",
+		"data: ****\n\ndata: ****\nid: ****\n\nevent: ****\ndata: ****\n\n",
+		"data: ****\n\ndata: ****\n\ndata\n\ndata: ****\n\n",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s), uint64(1))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, seed uint64) {
+		in = expandStars(in)
+		want := refParse(in)
+		sources := map[string]io.Reader{
+			"whole":  bytes.NewReader(in),
+			"pieces": &pieceReader{b: in, rnd: rand.New(rand.NewPCG(seed, 1)), lo: 1, hi: 1 + int(seed%(128<<10))},
+			"socket": &pieceReader{b: in, rnd: rand.New(rand.NewPCG(seed, 2)), lo: 16 << 10, hi: 400 << 10},
+		}
+		for how, src := range sources {
+			got, err := readAll(src, 0)
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("%s: Next() error = %v, want io.EOF", how, err)
+			}
+			if !equalEvents(got.Events, want.Events) || got.LastID != want.LastID ||
+				got.Retry != want.Retry || got.IsRetry != want.IsRetry {
+				t.Fatalf("%s: Reader and refParse differ:\n%s %q\n%s %q", how,
+					describe(got.Events), got.LastID, describe(want.Events), want.LastID)
+			}
+		}
+	})
+}
+
+// expandStars replaces each run of n stars in b with a value of
+// alignMin - 4 KiB + n KiB bytes, up to 8 MiB of values in all.
+func expandStars(b []byte) []byte {
+	const pattern = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	var out []byte
+	total := 0
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '*')
+		if i < 0 || total > 8<<20 {
+			return append(out, b...)
+		}
+		out = append(out, b[:i]...)
+		b = b[i:]
+		n := len(b) - len(bytes.TrimLeft(b, "*"))
+		b = b[n:]
+		m := alignMin - 4<<10 + n<<10
+		for j := range m {
+			out = append(out, pattern[(total+j)%len(pattern)])
+		}
+		total += m
+	}
+	return out
+}
+
 // goSSE returns the events that go-sse's Read finds in the input. Where
 // go-sse strips a byte order mark that the standard keeps, it reads the
 // input after a comment line, which changes nothing else: go-sse strips the

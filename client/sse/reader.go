@@ -10,10 +10,12 @@ import (
 const (
 	defaultMaxEventSize = 16 << 20 // limit of a Reader without SetMaxEventSize
 
-	minRead    = 4 << 10  // bytes first asked of the source per Read
-	readSize   = 64 << 10 // bytes asked per Read once reads fill the buffer
-	maxNameLen = 5        // len("event"), len("retry"): the longest known name
-	maxEmpty   = 100      // empty reads in a row before giving up, as bufio does
+	minRead    = 4 << 10   // bytes first asked of the source per Read
+	maxRead    = 512 << 10 // most bytes asked per Read, reached while Reads fill what they are given
+	alignMin   = 64 << 10  // shortest data line after which Reads are sized to the next one
+	lineSlack  = 4 << 10   // bytes asked beyond the expected end of a data line
+	maxNameLen = 5         // len("event"), len("retry"): the longest known name
+	maxEmpty   = 100       // empty reads in a row before giving up, as bufio does
 )
 
 var bom = []byte("\xEF\xBB\xBF")
@@ -27,7 +29,8 @@ type Event struct {
 	// which a browser reports as "message".
 	Type string
 	// Data is the event's data lines joined by LF. It is valid until the
-	// next call to Next.
+	// next call to Next, which may overwrite it: the data of an event of
+	// one data line is a slice of the Reader's read buffer.
 	Data []byte
 }
 
@@ -45,11 +48,16 @@ const (
 )
 
 // Reader parses an event stream. It is not safe for concurrent use.
+//
+// The value of a data, event, id, retry or comment line stays in the read
+// buffer until its line ending arrives, so a line is parsed in place; the
+// buffer grows to hold it. The data of an event that has a single data line,
+// the common case, stays there too, and Next returns a slice of the buffer.
 type Reader struct {
 	src     io.Reader
 	buf     []byte // read buffer; buf[r:w] is not parsed yet
 	r, w    int
-	filled  bool  // the last Read filled buf: the next one gets a larger buf
+	rsize   int   // bytes asked of the source per Read
 	readErr error // error of the last Read, reported once buf is used up
 	err     error // error returned by every later call to Next
 	max     int   // set by SetMaxEventSize; see limit
@@ -58,12 +66,19 @@ type Reader struct {
 	field     field // the line in progress
 	trimSpace bool  // the line's colon was just parsed: one space is dropped
 	skipLF    bool  // the last line ended with CR: an LF right after it belongs to it
-	lineLen   int   // bytes of the value of the line in progress
+	scanned   int   // bytes of the value at buf[r:] known to hold no line ending
+	ignored   int   // bytes of the ignored line in progress already dropped
+	lastLine  int   // length of the latest data line, to size the Reads for the next
+	prevLine  int   // length of the data line before it
 
-	data []byte // data buffer of the event in progress
-	typ  []byte // event type buffer
-	id   []byte // last event ID buffer
-	val  []byte // value of the id, event, retry or comment line in progress
+	// The data of the event in progress is buf[dataStart:dataEnd] if inBuf,
+	// or else data, each line followed by an LF.
+	inBuf              bool
+	dataStart, dataEnd int
+	data               []byte
+
+	typ []byte // event type buffer
+	id  []byte // last event ID buffer
 
 	typStr  string // string(typ) at the latest dispatch, kept to save allocations
 	lastID  string // the last event ID, string(id) at the latest blank line
@@ -74,11 +89,11 @@ type Reader struct {
 }
 
 // NewReader returns a Reader that parses the stream read from src. It reads
-// src in pieces of 4 KiB, growing to 64 KiB while src fills them, and keeps
-// the data of one event in a buffer that grows as needed, up to the limit
-// set by SetMaxEventSize.
+// src in pieces of 4 KiB, growing to 512 KiB while src fills them, into a
+// buffer that grows to hold the longest line, up to the limit set by
+// SetMaxEventSize.
 func NewReader(src io.Reader) *Reader {
-	return &Reader{src: src, buf: make([]byte, minRead+maxNameLen)}
+	return &Reader{src: src, rsize: minRead}
 }
 
 // SetMaxEventSize limits to n bytes the data of one event, its data lines
@@ -119,6 +134,10 @@ func (r *Reader) limit() int {
 // Next returns the next event. At the end of the stream it returns io.EOF,
 // discarding an event that has no blank line after it; an error of the
 // source is returned as it is. After an error, every call returns it again.
+//
+// Next calls Read on the source only while the bytes it holds do not
+// complete an event, and returns the event as soon as its blank line is in:
+// it never waits for more of the stream than the event needs.
 func (r *Reader) Next() (Event, error) {
 	if r.err != nil {
 		return Event{}, r.err
@@ -150,7 +169,7 @@ func (r *Reader) Next() (Event, error) {
 					break // need more
 				}
 				// Longer than any name we know.
-				r.field, r.lineLen = fieldIgnore, 0
+				r.field, r.ignored = fieldIgnore, 0
 				continue
 			}
 			if i == 0 && b[0] != ':' {
@@ -161,7 +180,12 @@ func (r *Reader) Next() (Event, error) {
 				}
 				continue
 			}
-			r.field, r.lineLen = r.fieldOf(b[:i]), 0
+			r.field, r.ignored = r.fieldOf(b[:i]), 0
+			if r.field == fieldData && r.inBuf {
+				// A second data line: the data moves out of buf.
+				r.data = append(append(r.data, r.buf[r.dataStart:r.dataEnd]...), '\n')
+				r.inBuf = false
+			}
 			r.r += i
 			if b[i] == ':' {
 				r.r++
@@ -174,52 +198,88 @@ func (r *Reader) Next() (Event, error) {
 				r.r++
 			}
 			continue
-		default:
+		case r.field == fieldIgnore:
 			i := indexEOL(b)
-			v := b
-			if i >= 0 {
-				v = b[:i]
+			n := i
+			if i < 0 {
+				n = len(b)
 			}
-			if err := r.value(v); err != nil {
-				r.err = err
-				return Event{}, err
+			if r.ignored += n; r.ignored > r.limit() {
+				return r.fail(ErrEventTooLarge)
 			}
 			if i < 0 {
 				r.r = r.w
 				break // need more
 			}
 			r.eol(b, i)
-			r.endLine()
+			r.field = lineStart
+			continue
+		default:
+			// The value stays in buf until its line ending arrives.
+			i := indexEOL(b[r.scanned:])
+			if i < 0 {
+				r.scanned = len(b)
+				if r.tooLong(len(b)) {
+					return r.fail(ErrEventTooLarge)
+				}
+				break // need more
+			}
+			i += r.scanned
+			r.scanned = 0
+			if r.tooLong(i) {
+				return r.fail(ErrEventTooLarge)
+			}
+			r.endLine(b[:i])
+			r.eol(b, i)
 			continue
 		}
 		// need more
 		if r.readErr != nil {
-			r.err = r.readErr
-			return Event{}, r.err
+			return r.fail(r.readErr)
 		}
 		r.fill()
 	}
 }
 
-// fill reads from the source once, after moving the unparsed bytes, of which
-// there are at most maxNameLen, to the front of the buffer.
+// fail makes err the error of every later call to Next, and returns it.
+func (r *Reader) fail(err error) (Event, error) {
+	r.err = err
+	return Event{}, err
+}
+
+// tooLong reports whether n bytes of value of the line in progress break
+// the limit, by themselves or with the data of the event before them.
+func (r *Reader) tooLong(n int) bool {
+	return n > r.limit() || r.field == fieldData && len(r.data)+n > r.limit()
+}
+
+// fill reads from the source once, asking for rsize bytes. When the last
+// two data lines were long and of about the same length, a stream of like
+// events, it asks instead for the rest of a line as long as the last one and
+// lineSlack bytes more: then a Read ends just after an event rather than
+// inside the next one, and the part of a line moved to make room is short.
 func (r *Reader) fill() {
-	if r.r > 0 {
-		r.w = copy(r.buf, r.buf[r.r:r.w])
-		r.r = 0
+	need := r.rsize
+	if r.lastLine >= alignMin && max(r.lastLine, r.prevLine)-min(r.lastLine, r.prevLine) <= lineSlack {
+		done := 0
+		if r.field == fieldData {
+			done = r.scanned
+		}
+		if done < r.lastLine {
+			need = r.lastLine - done + lineSlack
+		}
 	}
-	if size := len(r.buf) - maxNameLen; r.filled && size < readSize {
-		buf := make([]byte, min(2*size, readSize)+maxNameLen)
-		r.w = copy(buf, r.buf[:r.w])
-		r.buf = buf
-	}
+	r.makeRoom(need)
+	p := r.buf[r.w:min(len(r.buf), r.w+min(need, r.rsize))]
 	for range maxEmpty {
-		n, err := r.src.Read(r.buf[r.w:])
-		if n < 0 || n > len(r.buf)-r.w {
+		n, err := r.src.Read(p)
+		if n < 0 || n > len(p) {
 			panic("sse: source returned an invalid count from Read")
 		}
 		r.w += n
-		r.filled = r.w == len(r.buf)
+		if n == len(p) {
+			r.rsize = min(2*r.rsize, maxRead)
+		}
 		if err != nil {
 			r.readErr = err
 			return
@@ -229,6 +289,54 @@ func (r *Reader) fill() {
 		}
 	}
 	r.readErr = io.ErrNoProgress
+}
+
+// makeRoom makes need bytes free after the bytes that must stay, the
+// unparsed ones and the data of the event in progress, as far as the limit
+// allows. It moves those bytes to the front of the buffer if they are few,
+// which keeps the front of the buffer warm in the cache, or if there is no
+// room after them, and grows the buffer if that is not enough. Data in the
+// buffer is copied out if more bytes follow it than it has, or if it would
+// leave less than minRead bytes free in the largest buffer.
+func (r *Reader) makeRoom(need int) {
+	keep := r.r
+	if r.inBuf {
+		keep = r.dataStart
+	}
+	if len(r.buf)-r.w >= need && (keep == 0 || r.w-keep > lineSlack) {
+		return
+	}
+	size := r.sizeFor(r.w-keep, need)
+	if r.inBuf && (r.r-r.dataEnd > r.dataEnd-r.dataStart || r.w-keep+minRead > size) {
+		r.data = append(append(r.data, r.buf[r.dataStart:r.dataEnd]...), '\n')
+		r.inBuf = false
+		keep = r.r
+		size = r.sizeFor(r.w-keep, need)
+	}
+	if size > len(r.buf) {
+		buf := make([]byte, size)
+		copy(buf, r.buf[keep:r.w])
+		r.buf = buf
+	} else if keep > 0 {
+		copy(r.buf, r.buf[keep:r.w])
+	}
+	r.w -= keep
+	r.r -= keep
+	r.dataStart -= keep
+	r.dataEnd -= keep
+}
+
+// sizeFor returns the length the buffer needs for kept bytes and need more:
+// its length if they fit, or else at least 1.5 times its length and twice
+// kept, so that a long line grows the buffer only a few times, however
+// small the Reads. The longest buffer holds a line at the limit, or two
+// Reads of maxRead if that is more.
+func (r *Reader) sizeFor(kept, need int) int {
+	if kept+need <= len(r.buf) {
+		return len(r.buf)
+	}
+	size := max(kept+need, 2*kept, len(r.buf)+len(r.buf)/2)
+	return min(size, max(r.limit()+minRead, 2*maxRead))
 }
 
 // eol consumes the line ending at b[i], b being the unparsed bytes.
@@ -262,43 +370,30 @@ func (r *Reader) fieldOf(name []byte) field {
 	return fieldIgnore
 }
 
-// value takes in v, the next piece of the value of the line in progress.
-func (r *Reader) value(v []byte) error {
-	r.lineLen += len(v)
-	if r.lineLen > r.limit() {
-		return ErrEventTooLarge
-	}
+// endLine acts on v, the value of the field line just ended, which starts
+// at buf[r].
+func (r *Reader) endLine(v []byte) {
 	switch r.field {
 	case fieldData:
-		if len(r.data)+len(v) > r.limit() {
-			return ErrEventTooLarge
+		if len(r.data) == 0 {
+			r.inBuf, r.dataStart, r.dataEnd = true, r.r, r.r+len(v)
+		} else {
+			r.data = append(append(r.data, v...), '\n')
 		}
-		r.data = append(r.data, v...)
-	case fieldEvent, fieldID, fieldRetry, fieldComment:
-		r.val = append(r.val, v...)
-	}
-	return nil
-}
-
-// endLine acts on the field line just ended.
-func (r *Reader) endLine() {
-	switch r.field {
-	case fieldData:
-		r.data = append(r.data, '\n')
+		r.prevLine, r.lastLine = r.lastLine, len(v)
 	case fieldEvent:
-		r.typ, r.val = r.val, r.typ
+		r.typ = append(r.typ[:0], v...)
 	case fieldID:
-		if bytes.IndexByte(r.val, 0) < 0 {
-			r.id, r.val = r.val, r.id
+		if bytes.IndexByte(v, 0) < 0 {
+			r.id = append(r.id[:0], v...)
 		}
 	case fieldRetry:
-		if d, ok := parseRetry(r.val); ok {
+		if d, ok := parseRetry(v); ok {
 			r.retry, r.isRetry = d, true
 		}
 	case fieldComment:
-		r.onComment(r.val)
+		r.onComment(v)
 	}
-	r.val = r.val[:0]
 	r.field = lineStart
 }
 
@@ -307,16 +402,24 @@ func (r *Reader) dispatch() (Event, bool) {
 	if string(r.id) != r.lastID {
 		r.lastID = string(r.id)
 	}
-	if len(r.data) == 0 {
+	var data []byte
+	switch {
+	case r.inBuf:
+		// Capped, so that appending to it cannot overwrite the stream.
+		data = r.buf[r.dataStart:r.dataEnd:r.dataEnd]
+		r.inBuf = false
+	case len(r.data) > 0:
+		data = r.data[:len(r.data)-1]
+		r.data = r.data[:0]
+	default:
 		r.typ = r.typ[:0]
 		return Event{}, false
 	}
 	if string(r.typ) != r.typStr {
 		r.typStr = string(r.typ)
 	}
-	ev := Event{ID: r.lastID, Type: r.typStr, Data: r.data[:len(r.data)-1]}
-	r.data, r.typ = r.data[:0], r.typ[:0]
-	return ev, true
+	r.typ = r.typ[:0]
+	return Event{ID: r.lastID, Type: r.typStr, Data: data}, true
 }
 
 // nameEnd returns the index of the colon or line ending that ends a field

@@ -274,27 +274,6 @@ func TestCRLFAcrossReads(t *testing.T) {
 	}
 }
 
-// TestLongLines puts the end of a long data line at each offset around the
-// end of the first read.
-func TestLongLines(t *testing.T) {
-	const head = "id: 1\ndata: "
-	for _, eol := range []string{"\n", "\r", "\r\n"} {
-		for n := readSize - 20; n <= readSize+20; n++ {
-			value := strings.Repeat("A", n)
-			in := head + value + eol + "data: b" + eol + eol
-			got, err := readAll(strings.NewReader(in), 0)
-			if !errors.Is(err, io.EOF) {
-				t.Errorf("Next() of a %d-byte line ended by %q: error = %v, want io.EOF", n, eol, err)
-			}
-			want := []event{{ID: "1", Data: value + "\nb"}}
-			if !cmp.Equal(want, got.Events) {
-				t.Errorf("Next() of a %d-byte line ended by %q: got %d events, want one with %d bytes of data",
-					n, eol, len(got.Events), n+2)
-			}
-		}
-	}
-}
-
 func TestEventTooLarge(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -353,6 +332,9 @@ func TestDefaultLimit(t *testing.T) {
 			t.Errorf("Next() of a %d-byte data line = %d bytes, %v; want %d bytes, nil", n, len(ev.Data), err, n)
 		case n > defaultMaxEventSize && !errors.Is(err, ErrEventTooLarge):
 			t.Errorf("Next() of a %d-byte data line error = %v, want ErrEventTooLarge", n, err)
+		}
+		if got := cap(r.buf); got > defaultMaxEventSize+minRead {
+			t.Errorf("buffer of %d bytes after a %d-byte data line, want at most %d", got, n, defaultMaxEventSize+minRead)
 		}
 	}
 }
