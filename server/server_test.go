@@ -217,6 +217,11 @@ func TestStreamHeaders(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got, v)
 		}
 	}
+	// HTTP/1.1 without chunks: one write per block, the body ends with the
+	// connection.
+	if len(resp.TransferEncoding) != 0 || !resp.Close || resp.ContentLength != -1 {
+		t.Errorf("Transfer-Encoding %q, Close %v, Content-Length %d; want none, true, -1", resp.TransferEncoding, resp.Close, resp.ContentLength)
+	}
 	body, _ := io.ReadAll(resp.Body)
 	if !bytes.HasPrefix(body, []byte("retry: 1500\nevent: meta\ndata: {")) {
 		t.Errorf("stream starts %q, want the retry line then the meta event", body[:min(len(body), 40)])

@@ -110,6 +110,15 @@ func (st *stream) run(r *http.Request) string {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
+	if r.ProtoMajor == 1 {
+		// No chunked encoding: the body ends when the connection closes, as
+		// the SSE specification suggests, and each block is one write. With
+		// chunks, each block took three (the chunk header with the first
+		// 4 KiB, the rest, and a 2-byte CRLF as a TCP segment of its own).
+		// Go's server then closes the connection after the response; the
+		// end event, not the close, tells a client the stream is complete.
+		h.Set("Transfer-Encoding", "identity")
+	}
 	h.Set("ETag", `"`+f.etag+`"`)
 	st.w.WriteHeader(http.StatusOK)
 
