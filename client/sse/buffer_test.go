@@ -562,3 +562,51 @@ func randomStream(rnd *rand.Rand, n int) []byte {
 	}
 	return b
 }
+
+// askLog records the size of every Read asked of it.
+type askLog struct {
+	src  io.Reader
+	asks []int
+}
+
+func (a *askLog) Read(p []byte) (int, error) {
+	a.asks = append(a.asks, len(p))
+	return a.src.Read(p)
+}
+
+// TestReadsSizedToEvents checks that, in a run of like events, Reads ask
+// for whole events: one of Ferry's 350 KB events of 256 KiB blocks, or
+// several 87 KB events of 64 KiB blocks (one each cost 8 % more CPU), and
+// that the small events at the start come out of small Reads.
+func TestReadsSizedToEvents(t *testing.T) {
+	for _, tt := range []struct {
+		size      int // bytes of data per event
+		minEvents int // whole events each Read asks for, at least
+	}{
+		{349_556, 1},
+		{87_412, 4},
+	} {
+		t.Run(strconv.Itoa(tt.size), func(t *testing.T) {
+			stream := "retry: 1500\nevent: meta\ndata: {}\n\n" + ferryEvents(tt.size, 40)
+			log := &askLog{src: strings.NewReader(stream)}
+			r := NewReader(log)
+			for {
+				if _, err := r.Next(); err == io.EOF {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if log.asks[0] > 4<<10 {
+				t.Errorf("first Read asked for %d bytes, want at most 4 KiB", log.asks[0])
+			}
+			event := len("id: 1\nevent: block\ndata: \n\n") + tt.size
+			steady := log.asks[len(log.asks)/2 : len(log.asks)-1]
+			for _, n := range steady {
+				if n < tt.minEvents*event || n > max(maxRead, event+lineSlack) {
+					t.Fatalf("Reads asked for %v bytes; want each to be at least %d whole events of %d bytes, and at most %d", steady, tt.minEvents, event, max(maxRead, event+lineSlack))
+				}
+			}
+		})
+	}
+}
