@@ -7,7 +7,7 @@ func BenchmarkEncode(b *testing.B) {
 		name string
 		raw  []byte
 	}{{"random", randomBytes(3, DefaultBlockSize)}, {"text", compressible(DefaultBlockSize)}} {
-		for _, enc := range []string{Identity, Zstd, Gzip} {
+		for _, enc := range []string{Identity, Zstd, Gzip, S2} {
 			b.Run(data.name+"/"+enc, func(b *testing.B) {
 				e := NewEncoder(enc)
 				b.SetBytes(int64(len(data.raw)))
@@ -25,7 +25,7 @@ func BenchmarkDecode(b *testing.B) {
 		name string
 		raw  []byte
 	}{{"random", randomBytes(3, DefaultBlockSize)}, {"text", compressible(DefaultBlockSize)}} {
-		for _, enc := range []string{Identity, Zstd, Gzip} {
+		for _, enc := range []string{Identity, Zstd, Gzip, S2} {
 			b.Run(data.name+"/"+enc, func(b *testing.B) {
 				frame := NewEncoder(enc).Frame(0, data.raw, Hash(data.raw))
 				payload := frame[len("id: 0\nevent: block\ndata: ") : len(frame)-2]

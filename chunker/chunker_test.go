@@ -109,7 +109,7 @@ func TestRoundTrip(t *testing.T) {
 		"compressible": compressible(DefaultBlockSize),
 		"short":        []byte("x"),
 	}
-	for _, enc := range []string{Identity, Zstd, Gzip} {
+	for _, enc := range []string{Identity, Zstd, Gzip, S2} {
 		for name, raw := range inputs {
 			t.Run(enc+"/"+name, func(t *testing.T) {
 				e := NewEncoder(enc)
@@ -162,7 +162,7 @@ func eventData(t *testing.T, frame []byte) []byte {
 
 func TestDecodeRejectsCorruption(t *testing.T) {
 	raw := compressible(8192)
-	for _, enc := range []string{Identity, Zstd, Gzip} {
+	for _, enc := range []string{Identity, Zstd, Gzip, S2} {
 		t.Run(enc, func(t *testing.T) {
 			frame := NewEncoder(enc).Frame(0, raw, Hash(raw))
 			data := eventData(t, frame)
@@ -248,25 +248,33 @@ func TestParseFrame(t *testing.T) {
 }
 
 func TestNegotiate(t *testing.T) {
-	tests := map[string]string{
-		"":              Identity,
-		"br":            Identity,
-		"gzip":          Gzip,
-		"br, GZIP":      Gzip,
-		"gzip,zstd":     Zstd,
-		"zstd":          Zstd,
-		"identity,gzip": Gzip,
+	tests := []struct {
+		in     string
+		strong string
+		s2     bool
+	}{
+		{"", Identity, false},
+		{"br", Identity, false},
+		{"gzip", Gzip, false},
+		{"br, GZIP", Gzip, false},
+		{"gzip,zstd", Zstd, false},
+		{"zstd,gzip", Zstd, false},
+		{"zstd", Zstd, false},
+		{"identity,gzip", Gzip, false},
+		{"s2", Identity, true},
+		{"S2 , gzip", Gzip, true},
+		{"s2,zstd,gzip", Zstd, true},
 	}
-	for in, want := range tests {
-		if got := Negotiate(in); got != want {
-			t.Errorf("Negotiate(%q) = %q, want %q", in, got, want)
+	for _, tt := range tests {
+		if strong, s2 := Negotiate(tt.in); strong != tt.strong || s2 != tt.s2 {
+			t.Errorf("Negotiate(%q) = %q, %v; want %q, %v", tt.in, strong, s2, tt.strong, tt.s2)
 		}
 	}
 }
 
 func FuzzParseFrame(f *testing.F) {
 	raw := compressible(3000)
-	for _, enc := range []string{Identity, Zstd, Gzip} {
+	for _, enc := range []string{Identity, Zstd, Gzip, S2} {
 		frame := NewEncoder(enc).Frame(0, raw, Hash(raw))
 		f.Add(bytes.TrimSuffix(bytes.SplitN(frame, []byte("data: "), 2)[1], []byte("\n\n")))
 	}

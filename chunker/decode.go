@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -78,6 +79,8 @@ func ParseFrame(p []byte) (Frame, error) {
 				f.Encoding = Zstd
 			case Gzip:
 				f.Encoding = Gzip
+			case S2:
+				f.Encoding = S2
 			default:
 				return f, fmt.Errorf("%w: %q", ErrEncoding, v)
 			}
@@ -253,6 +256,8 @@ func (d *Decoder) DecodeInto(dst []byte, f Frame) ([]byte, error) {
 		raw, err = d.unzstd(payload, f.Length, dst)
 	case Gzip:
 		raw, err = d.gunzip(payload, f.Length, dst)
+	case S2:
+		raw, err = d.uns2(payload, f.Length, dst)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrEncoding, f.Encoding)
 	}
@@ -278,6 +283,23 @@ func (d *Decoder) rawBuf(n int, dst []byte) []byte {
 		d.raw = make([]byte, n+1)
 	}
 	return d.raw[:0]
+}
+
+func (d *Decoder) uns2(p []byte, length int, dst []byte) ([]byte, error) {
+	// The block's header gives its decoded size: checked before any
+	// allocation, so a hostile frame cannot make us allocate more.
+	n, err := s2.DecodedLen(p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: s2: %w", ErrCorrupt, err)
+	}
+	if n != length {
+		return nil, fmt.Errorf("%w: s2 block of %d bytes, want %d", ErrCorrupt, n, length)
+	}
+	raw, err := s2.Decode(d.rawBuf(length, dst)[:length], p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: s2: %w", ErrCorrupt, err)
+	}
+	return raw, nil
 }
 
 func (d *Decoder) unzstd(p []byte, length int, dst []byte) ([]byte, error) {

@@ -7,6 +7,7 @@ import (
 
 	b64 "github.com/emmansun/base64"
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -20,24 +21,37 @@ var stdEncoding = b64.StdEncoding
 // Encoder turns raw blocks into block events. It reuses its buffers, so a
 // stream allocates nothing per block; it is not safe for concurrent use.
 type Encoder struct {
-	encoding string
+	encoding string // the strong codec: Zstd, Gzip or Identity
+	s2       bool   // S2 may be used too
 	zw       *zstd.Encoder
 	gw       *gzip.Writer
 	comp     bytes.Buffer
+	s2buf    []byte
 	frame    []byte
 
 	// Of the latest Frame that tried to compress: how long compressing took
 	// and how many bytes it produced (kept or not).
 	lastTook time.Duration
 	lastLen  int
+	lastEnc  string // the encoding of the latest frame
 }
 
 // NewEncoder returns an Encoder that tries the given encoding (Identity,
-// Zstd or Gzip) on each block and keeps it only where it makes the block
+// Zstd, Gzip or S2) on each block and keeps it only where it makes the block
 // smaller. An unknown encoding means Identity.
 func NewEncoder(encoding string) *Encoder {
-	e := &Encoder{encoding: Identity}
-	switch encoding {
+	if encoding == S2 {
+		return NewEncoders(Identity, true)
+	}
+	return NewEncoders(encoding, false)
+}
+
+// NewEncoders returns an Encoder that can compress with the strong codec
+// (Zstd, Gzip or Identity for none) and, if s2 is true, with S2; FrameWith
+// says which to try on each block.
+func NewEncoders(strong string, s2 bool) *Encoder {
+	e := &Encoder{encoding: Identity, s2: s2}
+	switch strong {
 	case Zstd:
 		// Fastest level, one goroutine: a stream must not take a core from
 		// the others. Errors are only possible for invalid options.
@@ -60,24 +74,45 @@ func NewEncoder(encoding string) *Encoder {
 	return e
 }
 
-// Encoding returns the encoding the Encoder tries.
-func (e *Encoder) Encoding() string { return e.encoding }
+// Encoding returns the strong encoding the Encoder tries, or S2 for an
+// Encoder of S2 alone.
+func (e *Encoder) Encoding() string {
+	if e.encoding == Identity && e.s2 {
+		return S2
+	}
+	return e.encoding
+}
+
+// Codecs returns the encodings the Encoder can compress with, the cheapest
+// first.
+func (e *Encoder) Codecs() []string {
+	var cs []string
+	if e.s2 {
+		cs = append(cs, S2)
+	}
+	if e.encoding != Identity {
+		cs = append(cs, e.encoding)
+	}
+	return cs
+}
 
 // Frame returns the complete block event for raw, the block at off whose
 // xxh3-64 is hash, compressed if that makes it smaller. The slice is valid
 // until the next call.
 func (e *Encoder) Frame(off int64, raw []byte, hash uint64) []byte {
-	return e.FrameWith(off, raw, hash, true)
+	return e.FrameWith(off, raw, hash, e.Encoding())
 }
 
-// FrameWith is Frame, trying compression only if compress is true.
-func (e *Encoder) FrameWith(off int64, raw []byte, hash uint64, compress bool) []byte {
+// FrameWith is Frame, trying the given codec, one of Codecs; Identity, or
+// any other, sends the block as it is.
+func (e *Encoder) FrameWith(off int64, raw []byte, hash uint64, codec string) []byte {
 	payload, enc := raw, Identity
-	if compress && e.encoding != Identity {
+	if codec != Identity && (codec == e.encoding || codec == S2 && e.s2) {
 		start := time.Now()
-		payload, enc = e.compress(raw)
+		payload, enc = e.compress(raw, codec)
 		e.lastTook = time.Since(start)
 	}
+	e.lastEnc = enc
 	f := e.frame[:0]
 	f = append(f, "id: "...)
 	f = strconv.AppendInt(f, off, 10)
@@ -98,14 +133,32 @@ func (e *Encoder) FrameWith(off int64, raw []byte, hash uint64, compress bool) [
 	return f
 }
 
+// LastEncoding returns the encoding of the latest frame.
+func (e *Encoder) LastEncoding() string { return e.lastEnc }
+
 // LastCompression reports, for the latest Frame that tried to compress,
 // how long compressing took and the compressed size, kept or not.
 func (e *Encoder) LastCompression() (time.Duration, int) { return e.lastTook, e.lastLen }
 
 // compress returns the bytes to send and their encoding: the compressed
 // block when that is smaller, else raw as identity.
-func (e *Encoder) compress(raw []byte) ([]byte, string) {
+func (e *Encoder) compress(raw []byte, codec string) ([]byte, string) {
 	switch {
+	case codec == S2:
+		// MaxEncodedLen is a little more than len(raw); s2 gives up early on
+		// incompressible data (31 GB/s on random bytes, measured).
+		n := s2.MaxEncodedLen(len(raw))
+		if n < 0 {
+			e.lastLen = len(raw)
+			return raw, Identity
+		}
+		if len(e.s2buf) < n {
+			e.s2buf = make([]byte, n) // Encode allocates unless dst has room for the worst case
+		}
+		out := s2.Encode(e.s2buf, raw)
+		if e.lastLen = len(out); len(out) < len(raw) {
+			return out, S2
+		}
 	case e.zw != nil:
 		out := e.zw.EncodeAll(raw, e.comp.Bytes()[:0])
 		e.comp = *bytes.NewBuffer(out) // keep the grown buffer for the next block

@@ -257,7 +257,7 @@ func (a *attempt) run(ctx context.Context) error {
 		q.Set("v", d.st.ETag)
 	}
 	if !d.opts.NoCompression {
-		q.Set("encoding", "zstd,gzip")
+		q.Set("encoding", "s2,zstd,gzip")
 	}
 	u := d.ep.sse(q)
 	req, err := d.newRequest(actx, u)

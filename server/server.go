@@ -112,7 +112,7 @@ type Server struct {
 	closing bool
 	active  int // open streams, under mu
 
-	encoders map[string]chan *chunker.Encoder // free lists, by encoding
+	encoders map[encoderKind]chan *chunker.Encoder // free lists, by the codecs they have
 	streams  sync.WaitGroup
 }
 
@@ -130,9 +130,11 @@ func New(cfg Config) (*Server, error) {
 		root.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, root: root, cache: cache, log: cfg.Logger, done: make(chan struct{}), encoders: map[string]chan *chunker.Encoder{}}
-	for _, enc := range []string{chunker.Identity, chunker.Zstd, chunker.Gzip} {
-		s.encoders[enc] = make(chan *chunker.Encoder, 32)
+	s := &Server{cfg: cfg, root: root, cache: cache, log: cfg.Logger, done: make(chan struct{}), encoders: map[encoderKind]chan *chunker.Encoder{}}
+	for _, strong := range []string{chunker.Identity, chunker.Zstd, chunker.Gzip} {
+		for _, s2 := range []bool{false, true} {
+			s.encoders[encoderKind{strong, s2}] = make(chan *chunker.Encoder, 32)
+		}
 	}
 	s.echo = s.routes()
 	return s, nil

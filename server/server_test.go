@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -100,10 +101,11 @@ func get(t *testing.T, u string, header ...string) *http.Response {
 
 // result is a stream as a third-party parser (go-sse) sees it.
 type result struct {
-	meta    chunker.Meta
-	offsets []int64
-	data    []byte // the blocks, reassembled in order
-	end     *chunker.End
+	meta      chunker.Meta
+	offsets   []int64
+	encodings []string // of the blocks, in order
+	data      []byte   // the blocks, reassembled in order
+	end       *chunker.End
 }
 
 // readStream parses an /sse/ response with go-sse's sse.Read, decodes and
@@ -142,6 +144,7 @@ func readStream(t *testing.T, body io.Reader) result {
 			}
 			r.offsets = append(r.offsets, f.Offset)
 			r.data = append(r.data, raw...)
+			r.encodings = append(r.encodings, f.Encoding)
 		case ev.Type == chunker.EventEnd:
 			r.end = new(chunker.End)
 			if err := json.Unmarshal([]byte(ev.Data), r.end); err != nil {
@@ -179,7 +182,7 @@ func TestStreamReassemblesEveryTestdataFile(t *testing.T) {
 	for _, bs := range []int{1 << 10, 256 << 10} {
 		_, ts := start(t, "../testdata", bs)
 		for _, rel := range testdataFiles(t) {
-			for _, enc := range []string{"", "zstd", "gzip"} {
+			for _, enc := range []string{"", "zstd", "gzip", "s2", "s2,zstd,gzip"} {
 				t.Run(fmt.Sprintf("%d/%s/%s", bs, rel, enc), func(t *testing.T) {
 					want, err := os.ReadFile(filepath.Join("../testdata", rel))
 					if err != nil {
@@ -192,6 +195,18 @@ func TestStreamReassemblesEveryTestdataFile(t *testing.T) {
 					r := readStream(t, resp.Body)
 					if !bytes.Equal(r.data, want) {
 						t.Fatalf("reassembled %d bytes differ from the %d-byte file", len(r.data), len(want))
+					}
+					compressed := 0
+					for _, e := range r.encodings {
+						if e != chunker.Identity && !slices.Contains(strings.Split(enc, ","), e) {
+							t.Fatalf("a block in %s, which the client did not list in %q", e, enc)
+						}
+						if e != chunker.Identity {
+							compressed++
+						}
+					}
+					if rel == "nested/server log.txt" && enc != "" && compressed == 0 {
+						t.Errorf("no block of %d of log lines was compressed with %q", len(r.encodings), enc)
 					}
 					if r.end == nil || r.end.SHA256 != sha(want) || r.end.Size != int64(len(want)) {
 						t.Fatalf("end event = %+v, want sha256 %s", r.end, sha(want))

@@ -112,7 +112,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			if err != nil {
 				return b.fail(ctx, err)
 			}
-			fmt.Fprintf(stderr, "ferry bench: round %d/%d, case %d/%d: %-28s %7.2f s %8.1f MiB/s\n",
+			fmt.Fprintf(stderr, "ferry bench: round %d/%d, case %d/%d: %-32s %7.2f s %8.1f MiB/s\n",
 				round+1, *repeat, i+1, len(cases), c.name, r.seconds, float64(b.size)/r.seconds/(1<<20))
 			if best, ok := results[c.name]; !ok || r.seconds < best.seconds {
 				results[c.name] = r
@@ -150,7 +150,7 @@ type benchCase struct {
 	name     string
 	kind     string // data: "random" (incompressible) or "text" (log lines)
 	client   string // "http" (ferry bench fetch), "curl" or "ferry" (ferry get)
-	codec    string // ferry: "identity" (--no-compression) or "zstd" (the default negotiation)
+	codec    string // ferry: "identity" (--no-compression) or "auto" (the default: s2, zstd or none, per block)
 	parallel int    // ferry: --parallel
 	slow     bool   // through a proxy throttled to --rate
 	cuts     int    // through a proxy that cuts the connection this many times
@@ -173,7 +173,7 @@ func benchCases(curl bool, cuts int) []benchCase {
 		if curl {
 			cs = append(cs, benchCase{name: kind + "/curl", kind: kind, client: "curl"})
 		}
-		for _, codec := range []string{"identity", "zstd"} {
+		for _, codec := range []string{"identity", "auto"} {
 			for _, p := range []int{1, 2, 4} {
 				cs = append(cs, benchCase{name: fmt.Sprintf("%s/ferry/%s/p%d", kind, codec, p), kind: kind, client: "ferry", codec: codec, parallel: p})
 			}
@@ -182,11 +182,11 @@ func benchCases(curl bool, cuts int) []benchCase {
 	}
 	cs = append(cs,
 		benchCase{name: "slow/text/http", kind: "text", client: "http", slow: true},
-		benchCase{name: "slow/text/ferry/zstd/p1", kind: "text", client: "ferry", codec: "zstd", parallel: 1, slow: true},
+		benchCase{name: "slow/text/ferry/auto/p1", kind: "text", client: "ferry", codec: "auto", parallel: 1, slow: true},
 		benchCase{name: "slow/text/ferry/identity/p1", kind: "text", client: "ferry", codec: "identity", parallel: 1, slow: true},
 	)
 	if cuts > 0 {
-		cs = append(cs, benchCase{name: "resume/random/ferry/zstd/p1", kind: "random", client: "ferry", codec: "zstd", parallel: 1, cuts: cuts})
+		cs = append(cs, benchCase{name: "resume/random/ferry/auto/p1", kind: "random", client: "ferry", codec: "auto", parallel: 1, cuts: cuts})
 	}
 	return cs
 }
@@ -488,7 +488,7 @@ func (b *bench) uncutBytes(ctx context.Context, file, codec string) (int64, erro
 	defer p.Close()
 	u := "http://" + p.Addr + "/sse/" + file
 	if codec != "identity" {
-		u += "?encoding=zstd,gzip"
+		u += "?encoding=s2,zstd,gzip"
 	}
 	if err := getDiscard(ctx, u); err != nil {
 		return 0, err
@@ -818,9 +818,9 @@ func report(w io.Writer, in reportInput) {
 	}
 	fmt.Fprintf(w, "files:   %s each, block size %s, slow link %s per connection%s\n\n",
 		formatSize(in.size), formatSize(int64(in.blockSize)), humanBytes(in.rate)+"/s", best)
-	fmt.Fprintf(w, "%-28s %7s %8s %6s %6s %8s %8s %8s %8s\n",
+	fmt.Fprintf(w, "%-32s %7s %8s %6s %6s %8s %8s %8s %8s\n",
 		"case", "s", "MiB/s", "×http", "wire", "srv-CPU", "cli-CPU", "srv-RSS", "cli-RSS")
-	fmt.Fprintf(w, "%-28s %7s %8s %6s %6s %8s %8s %8s %8s\n",
+	fmt.Fprintf(w, "%-32s %7s %8s %6s %6s %8s %8s %8s %8s\n",
 		"", "", "", "", "×size", "s/GiB", "s/GiB", "MiB", "MiB")
 	for _, c := range in.cases {
 		r, ok := in.results[c.name]
@@ -831,7 +831,7 @@ func report(w io.Writer, in reportInput) {
 		if base, ok := in.results[c.baseline()]; ok {
 			ratio = strconv.FormatFloat(base.seconds/r.seconds, 'f', 2, 64)
 		}
-		fmt.Fprintf(w, "%-28s %7.2f %8.1f %6s %6.3f %8s %8s %8s %8s\n",
+		fmt.Fprintf(w, "%-32s %7.2f %8.1f %6s %6.3f %8s %8s %8s %8s\n",
 			c.name, r.seconds, float64(in.size)/r.seconds/(1<<20), ratio, float64(r.wire)/float64(in.size),
 			perGiB(r.serverCPU), perGiB(r.clientCPU), mib(r.serverRSS), mib(r.clientRSS))
 	}
@@ -840,7 +840,7 @@ func report(w io.Writer, in reportInput) {
 	if !in.curl {
 		fmt.Fprintln(w, "curl: not on this machine, not measured.")
 	}
-	fmt.Fprintln(w, "gzip: not measured; ferry get always offers zstd,gzip and the server prefers zstd.")
+	fmt.Fprintln(w, "auto: ferry get offers s2,zstd,gzip; the server picks s2, zstd or none per block by measurement (gzip only for clients without zstd).")
 
 	for _, c := range in.cases {
 		r, ok := in.results[c.name]
@@ -886,19 +886,23 @@ func targets(w io.Writer, in reportInput) {
 		return "MISSED"
 	}
 	var lines []string
-	for _, name := range []string{"random/ferry/zstd/p1", "random/ferry/identity/p1"} {
+	for _, name := range []string{"random/ferry/auto/p1", "random/ferry/identity/p1"} {
 		if x, ok := ratio(name); ok {
-			lines = append(lines, fmt.Sprintf("  %-28s %.2f× plain HTTP, target ≥ 0.9×: %s", name, x, verdict(x >= 0.9)))
+			vsCurl := ""
+			if c, ok := in.results["random/curl"]; ok {
+				vsCurl = fmt.Sprintf(" (%.2f× curl)", c.seconds/in.results[name].seconds)
+			}
+			lines = append(lines, fmt.Sprintf("  %-32s %.2f× plain HTTP%s, target ≥ 0.9×: %s", name, x, vsCurl, verdict(x >= 0.9)))
 		}
 	}
-	if x, ok := ratio("slow/text/ferry/zstd/p1"); ok {
-		lines = append(lines, fmt.Sprintf("  %-28s %.2f× plain HTTP at %s/s, target ≥ 2.5×: %s", "slow/text/ferry/zstd/p1", x, humanBytes(in.rate), verdict(x >= 2.5)))
+	if x, ok := ratio("slow/text/ferry/auto/p1"); ok {
+		lines = append(lines, fmt.Sprintf("  %-32s %.2f× plain HTTP at %s/s, target ≥ 2.5×: %s", "slow/text/ferry/auto/p1", x, humanBytes(in.rate), verdict(x >= 2.5)))
 	}
 	for _, c := range in.cases {
 		if r, ok := in.results[c.name]; ok && c.cuts > 0 && r.cuts > 0 {
 			blocks := chunker.Count(in.size, in.blockSize)
 			per := float64(r.proxied-r.uncut) / float64(r.cuts) / (float64(r.uncut) / float64(blocks))
-			lines = append(lines, fmt.Sprintf("  %-28s %.2f blocks on the wire per cut, target ≤ 1: %s", c.name, per, verdict(per <= 1)))
+			lines = append(lines, fmt.Sprintf("  %-32s %.2f blocks on the wire per cut, target ≤ 1: %s", c.name, per, verdict(per <= 1)))
 		}
 	}
 	if len(lines) > 0 {

@@ -46,9 +46,9 @@ func TestSelectCases(t *testing.T) {
 		only string
 		want []string
 	}{
-		{"random/ferry/zstd/p1", []string{"random/http", "random/ferry/zstd/p1"}},
-		{"text/*/zstd/p4, slow", []string{"text/http", "text/ferry/zstd/p4", "slow/text/http", "slow/text/ferry/zstd/p1", "slow/text/ferry/identity/p1"}},
-		{"resume", []string{"random/http", "resume/random/ferry/zstd/p1"}},
+		{"random/ferry/auto/p1", []string{"random/http", "random/ferry/auto/p1"}},
+		{"text/*/auto/p4, slow", []string{"text/http", "text/ferry/auto/p4", "slow/text/http", "slow/text/ferry/auto/p1", "slow/text/ferry/identity/p1"}},
+		{"resume", []string{"random/http", "resume/random/ferry/auto/p1"}},
 		{"*/curl", []string{"random/http", "random/curl", "text/http", "text/curl"}},
 		{"random/*/identity/p1", []string{"random/http", "random/ferry/identity/p1", "random/ferry-sha256/identity/p1"}},
 	}
