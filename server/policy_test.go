@@ -55,8 +55,11 @@ func TestCodecPolicy(t *testing.T) {
 				t.Errorf("blocks per codec %v, want most %s", tried, tt.want)
 			}
 			for _, c := range tt.codecs {
-				if tried[c.name] < 160/probeEvery/len(tt.codecs) {
-					t.Errorf("tried %s on %d blocks, want it probed every %dth block in turn", c.name, tried[c.name], probeEvery)
+				switch {
+				case c.ratio < 0.98 && tried[c.name] < 160/probeEvery-1:
+					t.Errorf("tried %s on %d blocks, want it probed every %dth block", c.name, tried[c.name], probeEvery)
+				case c.ratio >= 0.98 && tried[c.name] > 5:
+					t.Errorf("tried %s, which does not shrink the data, on %d blocks, want probes ever rarer", c.name, tried[c.name])
 				}
 			}
 		})
@@ -68,4 +71,37 @@ type codecModel struct {
 	name   string
 	ratio  float64 // compressed ÷ raw
 	costNs float64 // compressing, ns per raw byte
+}
+
+// TestCodecPolicyFollowsTheData: probes of data that does not compress grow
+// rare, and compression resumes within maxProbeEvery blocks once the data
+// compresses.
+func TestCodecPolicyFollowsTheData(t *testing.T) {
+	const raw = 256 << 10
+	p := newCodecPolicy([]string{chunker.S2, chunker.Zstd})
+	ratio := 1.0
+	block := func() string {
+		codec := p.choose()
+		if codec != chunker.Identity {
+			p.compressed(codec, raw, int(ratio*raw), time.Duration(raw)) // 1 ns per byte
+		}
+		p.wrote(raw*4/3, time.Duration(20*raw*4/3)) // a 50 MB/s link
+		return codec
+	}
+	tried := 0
+	for range 2000 {
+		if block() != chunker.Identity {
+			tried++
+		}
+	}
+	if tried > 2*(2000/maxProbeEvery+6) {
+		t.Errorf("tried to compress %d of 2000 incompressible blocks", tried)
+	}
+	ratio = 0.2
+	for range maxProbeEvery + 2 {
+		if block() == chunker.Zstd {
+			return
+		}
+	}
+	t.Errorf("no zstd within %d blocks of the data turning compressible", maxProbeEvery+2)
 }
