@@ -116,7 +116,7 @@ func (st *stream) run(r *http.Request) string {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	if r.ProtoMajor == 1 {
+	if r.ProtoMajor == 1 && r.ProtoMinor >= 1 { // HTTP/1.0 has no chunks anyway
 		// No chunked encoding: the body ends when the connection closes, as
 		// the SSE specification suggests, and each block is one write. With
 		// chunks, each block took three (the chunk header with the first
