@@ -81,7 +81,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		rel, _ := filepath.Rel(*root, p)
 		out := filepath.Join(dir, filepath.Base(p))
 		res, err := client.Download(ctx, "http://"+proxy.Addr+"/sse/"+escapePath(filepath.ToSlash(rel)),
-			client.Options{Output: out, Force: true, Retries: 20, IdleTimeout: 10 * time.Second})
+			client.Options{Output: out, Force: true, Retries: 20, IdleTimeout: 10 * time.Second, SHA256: true})
 		if err != nil {
 			failed++
 			fmt.Fprintf(stdout, "%-28s FAILED: %v\n", rel, err)

@@ -466,3 +466,15 @@ func TestTokenAndSignedURL(t *testing.T) {
 		t.Errorf("tampered signature: exit %d, want 3 with 403\n%s", code, stderr)
 	}
 }
+
+// TestDemo runs README's first command: every sample file must come through
+// the cutting proxy byte-identical, with the SHA-256 of the file on disk.
+func TestDemo(t *testing.T) {
+	code, stdout, stderr := ferry(t, "demo", "--root", "../../testdata")
+	if code != 0 || !strings.Contains(stdout, "every file arrived byte-identical") || strings.Contains(stdout, " NO ") {
+		t.Fatalf("ferry demo: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if n := strings.Count(stdout, " yes  "); n != 7 {
+		t.Errorf("%d files verified, want the 7 of testdata:\n%s", n, stdout)
+	}
+}
