@@ -12,7 +12,7 @@
 //	manifest   fetch the manifest → reverify (or ErrRemoteChanged with Strict)
 //	reverify   hash the blocks already on disk → missing
 //	missing    stream only the missing block ranges (Parallel streams) → whole
-//	whole      verify the whole file's xxh3-128 and SHA-256
+//	whole      verify the whole file's xxh3-128 (and SHA-256 with Options.SHA256)
 //	             → finish, or manifest to repair once
 //	finish     fsync, rename into place, remove the state
 //
