@@ -115,16 +115,7 @@ func BenchmarkRead(b *testing.B) {
 
 	b.Run("Reader", func(b *testing.B) {
 		src := &loopReader{b: stream}
-		r := NewReader(src)
-		b.SetBytes(perEvent)
-		b.ReportAllocs()
-		for b.Loop() {
-			ev, err := r.Next()
-			if err != nil || ev.Type != chunker.EventBlock {
-				b.Fatalf("Next() = type %q, %v; want type %q", ev.Type, err, chunker.EventBlock)
-			}
-		}
-		b.ReportMetric(float64(src.reads)/float64(b.N), "reads/op")
+		nextBlocks(b, perEvent, src, &src.reads)
 	})
 
 	b.Run("go-sse", func(b *testing.B) {
@@ -195,16 +186,7 @@ func BenchmarkReadSocket(b *testing.B) {
 	for _, s := range streams {
 		b.Run(s.name, func(b *testing.B) {
 			src := newSocketReader(s.stream)
-			r := NewReader(src)
-			b.SetBytes(int64(len(s.stream) / bytes.Count(s.stream, []byte("\n\n"))))
-			b.ReportAllocs()
-			for b.Loop() {
-				ev, err := r.Next()
-				if err != nil || ev.Type != chunker.EventBlock {
-					b.Fatalf("Next() = type %q, %v; want type %q", ev.Type, err, chunker.EventBlock)
-				}
-			}
-			b.ReportMetric(float64(src.reads)/float64(b.N), "reads/op")
+			nextBlocks(b, int64(len(s.stream)/bytes.Count(s.stream, []byte("\n\n"))), src, &src.reads)
 		})
 	}
 }
@@ -244,8 +226,14 @@ func BenchmarkReadTCP(b *testing.B) {
 	}()
 
 	src := &countingReader{r: conn}
+	nextBlocks(b, int64(len(stream)/benchEvents), src, &src.reads)
+}
+
+// nextBlocks reads one block event of perEvent bytes from src per
+// operation, and reports how many Reads of src that took (counted in reads).
+func nextBlocks(b *testing.B, perEvent int64, src io.Reader, reads *int) {
 	r := NewReader(src)
-	b.SetBytes(int64(len(stream) / benchEvents))
+	b.SetBytes(perEvent)
 	b.ReportAllocs()
 	for b.Loop() {
 		ev, err := r.Next()
@@ -253,7 +241,7 @@ func BenchmarkReadTCP(b *testing.B) {
 			b.Fatalf("Next() = type %q, %v; want type %q", ev.Type, err, chunker.EventBlock)
 		}
 	}
-	b.ReportMetric(float64(src.reads)/float64(b.N), "reads/op")
+	b.ReportMetric(float64(*reads)/float64(b.N), "reads/op")
 }
 
 // countingReader counts the Reads of its reader.
