@@ -161,17 +161,21 @@ type download struct {
 	ep    endpoints
 	start time.Time
 
-	part  *os.File
-	sink  *sink              // writes blocks during fetchSpans
-	st    state              // the version being downloaded, once known
-	man   *manifest.Manifest // fetched only to check or reuse blocks on disk
-	end   *chunker.End       // the digests from an end event
-	sum   *manifest.Summer   // whole-file digests fed in order, if still in order
-	next  int64              // offset the in-order summer expects next
-	sha   hash.Hash          // the in-order SHA-256 beside sum, with Options.SHA256
-	have  []bool             // blocks verified on disk, once the manifest is known
-	res   Result
-	stats struct {
+	part *os.File
+	sink *sink              // writes blocks during fetchSpans
+	st   state              // the version being downloaded, once known
+	man  *manifest.Manifest // fetched only to check or reuse blocks on disk
+	end  *chunker.End       // the digests from an end event
+	sum  *manifest.Summer   // whole-file digests fed in order, if still in order
+	next int64              // offset the in-order summer expects next
+	sha  hash.Hash          // the in-order SHA-256 beside sum, with Options.SHA256
+	// probed is block 0's span after the probe of a fresh --parallel
+	// download; its stream does not wait for the end event, which the
+	// others bring.
+	probed span
+	have   []bool // blocks verified on disk, once the manifest is known
+	res    Result
+	stats  struct {
 		fetched, reused atomic.Int64
 		done            atomic.Int64
 		reconnects      atomic.Int64

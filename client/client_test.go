@@ -731,3 +731,31 @@ func TestCutsInsideABlockRetryAtOnce(t *testing.T) {
 		t.Fatalf("through a link that cuts every block: %v, want ErrNetwork", err)
 	}
 }
+
+// TestParallelFreshReadsNoMore: a fresh --parallel download asks for block 0
+// alone, then splits the rest, so that no stream is cut back to a share while
+// the server has sent on past it; the bytes on the wire are those of the file
+// once. An empty file (416 to the probe) and a file of one block work too.
+func TestParallelFreshReadsNoMore(t *testing.T) {
+	data := randomData(41, 200*testBS+77)
+	f := newFixture(t, map[string][]byte{"f.bin": data, "empty.bin": nil, "one.bin": data[:testBS-1]}, nil)
+	for _, name := range []string{"empty.bin", "one.bin", "f.bin"} {
+		before := f.proxy.BytesDown()
+		out := filepath.Join(t.TempDir(), name)
+		opts := testOptions(out)
+		opts.Parallel = 4
+		opts.NoCompression = true
+		res, err := Download(context.Background(), f.url(name), opts)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want, _ := os.ReadFile(filepath.Join(f.root, name))
+		checkResult(t, out, want, res)
+		// Base64 and framing: 4/3 of the bytes and about 150 per block;
+		// headers, meta and end events: about 1 KB per response.
+		wire := f.proxy.BytesDown() - before
+		if limit := int64(len(want))*4/3 + int64(len(want)/testBS+1)*150 + 8*1024; wire > limit {
+			t.Errorf("%s: %d bytes on the wire for %d bytes of file, want at most %d", name, wire, len(want), limit)
+		}
+	}
+}
