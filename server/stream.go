@@ -332,22 +332,19 @@ type encoderKind struct {
 // codecPolicy decides, block by block and by measurement, which codec to
 // try, if any: the one with which a raw byte leaves soonest, given the
 // link's measured time per byte on the wire and each codec's measured cost
-// and ratio. On a fast
-// link the CPU is the bottleneck and blocks go out as they are (on loopback,
-// log lines sent all in S2 took 0.42-0.50 s per 256 MiB against 0.37 s as
-// they are, and all in zstd 0.94-1.02 s); on a slow one (writes block on a
-// full socket) compressible blocks are compressed, with zstd's smaller output
-// where the link is slow enough to pay for its time, with S2 (four times as
-// fast) where it is not. Each codec is tried on every probeEvery-th block,
-// to follow changes in the data and the link, and rarely while it cannot
-// shrink the data.
+// and ratio. On a fast link the CPU is the bottleneck and blocks go out as
+// they are (on loopback, log lines sent all in S2 took 0.42-0.50 s per
+// 256 MiB against 0.37 s as they are, and all in zstd 0.94-1.02 s); on a
+// slow one (writes block on a full socket) compressible blocks are
+// compressed, with zstd's smaller output where the link is slow enough to
+// pay for its time, with S2 (four times as fast) where it is not. Each codec
+// is tried on every probeEvery-th block, to follow changes in the data, and
+// more rarely while it does not pay.
 type codecPolicy struct {
-	codecs     []string // the codecs the stream may use, cheapest first
-	stats      []codecStats
-	blocks     int64
-	writeNs    float64 // sending: ns per byte on the wire
-	wNs, wB    float64 // decayed sums of sending time and bytes
-	haveWrites bool
+	codecs  []string // the codecs the stream may use, cheapest first
+	stats   []codecStats
+	blocks  int64
+	wNs, wB float64 // decayed sums of sending time and bytes on the wire
 }
 
 type codecStats struct {
@@ -380,12 +377,7 @@ func newCodecPolicy(codecs []string) codecPolicy {
 	return codecPolicy{codecs: codecs, stats: make([]codecStats, len(codecs))}
 }
 
-func ewma(old, sample float64, have bool) float64 { // have: old is a sample
-	if !have {
-		return sample
-	}
-	return old + ewmaWeight*(sample-old)
-}
+func ewma(old, sample float64) float64 { return old + ewmaWeight*(sample-old) }
 
 // choose returns the codec to try on the next block, or chunker.Identity.
 func (p *codecPolicy) choose() string {
@@ -397,9 +389,6 @@ func (p *codecPolicy) choose() string {
 		if st.samples < 2 {
 			return p.codecs[i] // each is measured twice at the start
 		}
-	}
-	if !p.haveWrites {
-		return p.codecs[p.blocks%int64(len(p.codecs))]
 	}
 	for i := range p.stats {
 		if st := &p.stats[i]; p.blocks >= st.next {
@@ -425,14 +414,23 @@ func (p *codecPolicy) choose() string {
 	return best
 }
 
+// writeNs is the link's time per byte on the wire, from the blocks sent so
+// far (0 before the first).
+func (p *codecPolicy) writeNs() float64 {
+	if p.wB == 0 {
+		return 0
+	}
+	return p.wNs / p.wB
+}
+
 // identityNs is the time a raw byte takes to leave uncompressed: base64
 // sends 4 bytes per 3.
-func (p *codecPolicy) identityNs() float64 { return 4.0 / 3 * p.writeNs }
+func (p *codecPolicy) identityNs() float64 { return 4.0 / 3 * p.writeNs() }
 
 // leaveNs is the time a raw byte takes to leave with codec i.
 func (p *codecPolicy) leaveNs(i int) float64 {
 	st := p.stats[i]
-	return max(1.5*st.costNs, st.ratio*4/3*p.writeNs)
+	return max(1.5*st.costNs, st.ratio*4/3*p.writeNs())
 }
 
 // compressed records that codec made n bytes of raw ones in took.
@@ -448,12 +446,12 @@ func (p *codecPolicy) compressed(codec string, raw, n int, took time.Duration) {
 		st.costNs, st.ratio = cost, ratio
 		st.every, st.next = probeEvery, p.blocks+probeEvery+int64(i) // spread the codecs' probes
 	case 1:
-		st.costNs, st.ratio = cost, ewma(st.ratio, ratio, true) // the first try allocated
+		st.costNs, st.ratio = cost, ewma(st.ratio, ratio) // the first try allocated
 	default:
-		st.costNs, st.ratio = ewma(st.costNs, cost, true), ewma(st.ratio, ratio, true)
+		st.costNs, st.ratio = ewma(st.costNs, cost), ewma(st.ratio, ratio)
 	}
 	st.samples++
-	if ratio >= 0.98 || p.haveWrites && p.leaveNs(i) >= p.identityNs() {
+	if ratio >= 0.98 || p.wB > 0 && p.leaveNs(i) >= p.identityNs() {
 		st.every = min(2*st.every, maxProbeEvery) // it did not pay
 	} else {
 		st.every = probeEvery
@@ -468,6 +466,4 @@ func (p *codecPolicy) wrote(n int, took time.Duration) {
 	}
 	p.wNs = p.wNs*sendDecay + float64(max(took, 0).Nanoseconds())
 	p.wB = p.wB*sendDecay + float64(n)
-	p.writeNs = p.wNs / p.wB
-	p.haveWrites = true
 }
