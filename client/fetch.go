@@ -105,7 +105,8 @@ func split(spans []span, n int, bs int64) [][]span {
 
 // fetchSpan fetches one span, reconnecting until it is complete or the
 // retries run out. sp.end < 0 means the whole file, size not yet known;
-// then g, if the file turns out large enough, takes the other streams.
+// probeSpan is block 0 of a fresh --parallel download, after which g, if the
+// file turns out larger than a block, takes the streams for the rest.
 func (d *download) fetchSpan(ctx context.Context, sp span, g *errgroup.Group) error {
 	next := sp.start
 	budget := failureBudget{d: d}
@@ -385,21 +386,15 @@ func (a *attempt) meta(ctx context.Context, data []byte) error {
 			return err
 		}
 		d.progress("downloading")
-		probe := a.sp == probeSpan
-		a.sp = span{0, m.Size}
-		if n := d.opts.Parallel; n > 1 && a.g != nil && m.Size > int64(m.BlockSize) {
-			rest := a.sp
-			if probe { // this stream takes block 0; the others share the rest
-				a.sp, rest = span{0, int64(m.BlockSize)}, span{int64(m.BlockSize), m.Size}
-				d.probed = a.sp
-			}
-			shares := split([]span{rest}, n, int64(m.BlockSize))
-			if !probe {
-				a.sp, shares = shares[0][0], shares[1:]
-			}
-			for _, share := range shares {
+		bs := int64(m.BlockSize)
+		if a.sp == probeSpan && a.g != nil && m.Size > bs {
+			// This stream takes block 0; --parallel streams share the rest.
+			a.sp, d.probed = span{0, bs}, span{0, bs}
+			for _, share := range split([]span{{bs, m.Size}}, d.opts.Parallel, bs) {
 				a.g.Go(func() error { return d.fetchSpan(ctx, share[0], nil) })
 			}
+		} else {
+			a.sp = span{0, m.Size}
 		}
 		a.g = nil
 	} else if m.ETag != d.st.ETag || m.Size != d.st.Size || m.BlockSize != d.st.BlockSize {
