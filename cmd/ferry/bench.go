@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/chunker"
-	"github.com/ferry-dev/ferry/client"
 	"github.com/ferry-dev/ferry/server/servertest"
 )
 
@@ -452,22 +451,15 @@ func (b *bench) run(ctx context.Context, c benchCase) (benchResult, error) {
 }
 
 // lastProgress returns the last progress line of ferry get --progress json.
-func lastProgress(stderr []byte) (client.Progress, error) {
-	var last client.Progress
-	found := false
-	for _, line := range bytes.Split(stderr, []byte("\n")) {
-		var l struct {
-			Event      string `json:"event"`
-			Phase      string `json:"phase"`
-			Size       int64  `json:"size"`
-			Fetched    int64  `json:"fetched"`
-			Reconnects int    `json:"reconnects"`
-		}
+func lastProgress(stderr []byte) (progressLine, error) {
+	var last progressLine
+	for line := range bytes.SplitSeq(stderr, []byte("\n")) {
+		var l progressLine
 		if json.Unmarshal(line, &l) == nil && l.Event == "progress" {
-			last, found = client.Progress{Phase: l.Phase, Size: l.Size, Fetched: l.Fetched, Reconnects: l.Reconnects}, true
+			last = l
 		}
 	}
-	if !found {
+	if last.Event == "" {
 		return last, errors.New("no progress line")
 	}
 	return last, nil

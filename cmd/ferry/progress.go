@@ -55,7 +55,7 @@ func (r *reporter) logf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	switch r.mode {
 	case "json":
-		r.json(map[string]any{"event": "message", "message": msg})
+		r.json(messageLine{Event: "message", Time: stamp(), Message: msg})
 	case "bar":
 		if r.bar != nil {
 			r.bar.Clear()
@@ -66,11 +66,34 @@ func (r *reporter) logf(format string, args ...any) {
 	}
 }
 
-func (r *reporter) json(v map[string]any) {
-	v["time"] = time.Now().UTC().Format(time.RFC3339Nano)
+// progressLine is a progress event of --progress json; ferry bench reads
+// the same type back.
+type progressLine struct {
+	Event      string  `json:"event"` // "progress"
+	Time       string  `json:"time"`
+	Phase      string  `json:"phase"`
+	Size       int64   `json:"size"`
+	Done       int64   `json:"done"`
+	Fetched    int64   `json:"fetched"`
+	Reused     int64   `json:"reused"`
+	Reconnects int     `json:"reconnects"`
+	Refetched  int     `json:"refetched"`
+	Rate       float64 `json:"rate"`
+}
+
+// messageLine is a message of --progress json.
+type messageLine struct {
+	Event   string `json:"event"` // "message"
+	Time    string `json:"time"`
+	Message string `json:"message"`
+}
+
+func (r *reporter) json(v any) {
 	b, _ := json.Marshal(v)
 	r.w.Write(append(b, '\n'))
 }
+
+func stamp() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
 // progress receives client.Progress updates.
 func (r *reporter) progress(p client.Progress) {
@@ -102,9 +125,9 @@ func (r *reporter) progress(p client.Progress) {
 	case "json":
 		if p.Phase != prev.Phase || p.Phase == "done" || time.Since(r.lastLine) >= time.Second {
 			r.lastLine = time.Now()
-			r.json(map[string]any{"event": "progress", "phase": p.Phase, "size": p.Size, "done": p.Done,
-				"fetched": p.Fetched, "reused": p.Reused, "reconnects": p.Reconnects, "refetched": p.Refetched,
-				"rate": r.rate(p)})
+			r.json(progressLine{Event: "progress", Time: stamp(), Phase: p.Phase, Size: p.Size, Done: p.Done,
+				Fetched: p.Fetched, Reused: p.Reused, Reconnects: p.Reconnects, Refetched: p.Refetched,
+				Rate: r.rate(p)})
 		}
 	}
 }
