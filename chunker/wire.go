@@ -6,6 +6,59 @@ import (
 	"strings"
 )
 
+// The endpoints of a Ferry server. Each file endpoint is followed by the
+// file's escaped path below the served root.
+const (
+	// PathSSE streams a file as block events.
+	PathSSE = "/sse/"
+	// PathFiles serves a file's raw bytes, with Range and ETag.
+	PathFiles = "/files/"
+	// PathManifest serves a file's manifest: every block hash and the digests.
+	PathManifest = "/manifest/"
+	// PathList lists the files served, as JSON.
+	PathList = "/api/files"
+)
+
+// FilePaths are the endpoints that take a file's path, in the order a URL
+// is matched against them.
+func FilePaths() []string { return []string{PathSSE, PathFiles, PathManifest} }
+
+// Request headers and query parameters of /sse/. A query parameter stands
+// in for its header where a client cannot set headers (a browser's
+// EventSource); the header wins when both are given.
+const (
+	// HeaderLastEventID names the block the client holds; the stream starts
+	// at the next one.
+	HeaderLastEventID = "Last-Event-ID"
+	// QueryLastEventID is HeaderLastEventID as a query parameter.
+	QueryLastEventID = "lastEventId"
+	// HeaderRange asks for the blocks overlapping one byte range.
+	HeaderRange = "Range"
+	// QueryRange is HeaderRange without its "bytes=" unit: range=a-b.
+	QueryRange = "range"
+	// QueryVersion pins the request to one etag (412 if the file changed);
+	// If-Match does the same as a header.
+	QueryVersion = "v"
+	// QueryEncoding lists the codecs the client decodes, comma-separated.
+	QueryEncoding = "encoding"
+)
+
+// ReservedQuery are the query parameters a client sets itself on every
+// request; a URL a user gives keeps its other parameters (a signature, say).
+func ReservedQuery() []string {
+	return []string{QueryVersion, QueryLastEventID, QueryRange, QueryEncoding}
+}
+
+// Field names of the block event's JSON payload, in the order the server
+// writes them (see Encoder.FrameWith and ParseFrame).
+const (
+	FieldOffset   = "offset"
+	FieldLength   = "length"
+	FieldHash     = "hash"
+	FieldEncoding = "encoding"
+	FieldData     = "data"
+)
+
 // Event names of the stream at /sse/<path>.
 const (
 	// EventMeta opens every stream; its data is a Meta.
