@@ -134,12 +134,17 @@ func TestRoundTrip(t *testing.T) {
 					t.Error("decoded block differs from the original")
 				}
 				dst := make([]byte, 0, len(raw)+8)
-				got, err = NewDecoder().DecodeInto(dst, f)
+				got, inDst, err := NewDecoder().DecodeInto(dst, f)
 				if err != nil || !bytes.Equal(got, raw) {
 					t.Fatalf("DecodeInto: %v, equal=%v", err, bytes.Equal(got, raw))
 				}
-				if &got[:1][0] != &dst[:1][0] {
-					t.Error("DecodeInto did not decode into dst")
+				if &got[:1][0] != &dst[:1][0] || !inDst {
+					t.Errorf("DecodeInto did not decode into dst, or did not say so (inDst=%v)", inDst)
+				}
+				small := make([]byte, 0, len(raw)/2)
+				got, inDst, err = NewDecoder().DecodeInto(small, f)
+				if err != nil || !bytes.Equal(got, raw) || inDst {
+					t.Errorf("DecodeInto into a buffer too small: %v, equal=%v, inDst=%v; want the block, elsewhere", err, bytes.Equal(got, raw), inDst)
 				}
 			})
 		}

@@ -222,12 +222,28 @@ func NewDecoder() *Decoder { return &Decoder{} }
 // Decode base64-decodes, decompresses and verifies f. It returns the raw
 // block, valid until the next call, or an error wrapping ErrCorrupt,
 // ErrEncoding or ErrChecksum; corrupt data is never returned.
-func (d *Decoder) Decode(f Frame) ([]byte, error) { return d.DecodeInto(nil, f) }
+func (d *Decoder) Decode(f Frame) ([]byte, error) {
+	raw, _, err := d.DecodeInto(nil, f)
+	return raw, err
+}
 
 // DecodeInto is Decode, writing the block into dst when dst has room for
-// it (a capacity of at least Length+8), else into the Decoder's buffer.
-// It saves a copy for callers that hand blocks on to another goroutine.
-func (d *Decoder) DecodeInto(dst []byte, f Frame) ([]byte, error) {
+// it (a capacity of at least Length+8), else into the Decoder's buffer, and
+// reports which: inDst is true when raw shares dst's memory. It saves a
+// copy for callers that hand blocks on to another goroutine.
+func (d *Decoder) DecodeInto(dst []byte, f Frame) (raw []byte, inDst bool, err error) {
+	raw, err = d.decodeInto(dst, f)
+	if err != nil {
+		return nil, false, err
+	}
+	identity := f.Encoding == Identity || f.Encoding == ""
+	// The two ways decodeInto uses dst: base64 straight into it, or the
+	// decompressor's output buffer (rawBuf).
+	inDst = identity && cap(dst) >= stdEncoding.DecodedLen(len(f.Data)) || !identity && cap(dst) >= f.Length+1
+	return raw, inDst, nil
+}
+
+func (d *Decoder) decodeInto(dst []byte, f Frame) ([]byte, error) {
 	if f.Length < 0 || f.Length > MaxBlockSize {
 		return nil, fmt.Errorf("%w: length %d", ErrCorrupt, f.Length)
 	}
