@@ -66,7 +66,7 @@ func BenchmarkDownloadVsHTTP(b *testing.B) {
 				out := filepath.Join(dir, "ferry.bin")
 				os.Remove(out)
 				start := time.Now()
-				if _, err := Download(context.Background(), base+"/sse/f.bin", Options{Output: out}); err != nil {
+				if _, err := Download(context.Background(), base+"/sse/f.bin", out, Options{}); err != nil {
 					b.Fatal(err)
 				}
 				return time.Since(start)

@@ -92,8 +92,22 @@ func checkDigests(t *testing.T, res *Result, want []byte) {
 	}
 }
 
-func testOptions(out string) Options {
-	return Options{Output: out, IdleTimeout: 5 * time.Second, Retries: 50}
+// testJob is one download of a test: the Client's settings, the
+// download's options and its destination.
+type testJob struct {
+	Client
+	Options
+	out string
+}
+
+// testOptions returns a download to out with the tests' timeouts.
+func testOptions(out string) *testJob {
+	return &testJob{Client: Client{IdleTimeout: 5 * time.Second, Retries: 50}, out: out}
+}
+
+func (j *testJob) run(ctx context.Context, url string) (*Result, error) {
+	defer j.Client.Close()
+	return j.Client.Download(ctx, url, j.out, j.Options)
 }
 
 // checkResult fails unless out holds want and the partial files are gone.
@@ -109,7 +123,7 @@ func checkResult(t *testing.T, out string, want []byte, res *Result) {
 	if res != nil {
 		checkDigests(t, res, want)
 	}
-	for _, p := range []string{partPath(out), statePath(out)} {
+	for _, p := range []string{PartialPath(out), statePath(out)} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s left behind", p)
 		}
@@ -148,7 +162,7 @@ func TestDownloadSurvivesCuts(t *testing.T) {
 			}
 			f := newFixture(t, map[string][]byte{"f.bin": data}, plan)
 			out := filepath.Join(t.TempDir(), "f.bin")
-			res, err := Download(context.Background(), f.url("f.bin"), testOptions(out))
+			res, err := testOptions(out).run(context.Background(), f.url("f.bin"))
 			if err != nil {
 				t.Fatalf("Download: %v", err)
 			}
@@ -196,7 +210,7 @@ func TestCutsOnEventBoundaries(t *testing.T) {
 		return servertest.Fault{}
 	})
 	out := filepath.Join(t.TempDir(), "f.bin")
-	res, err := Download(context.Background(), f.url("f.bin"), testOptions(out))
+	res, err := testOptions(out).run(context.Background(), f.url("f.bin"))
 	if err != nil {
 		t.Fatalf("Download: %v", err)
 	}
@@ -220,7 +234,7 @@ func TestFlippedByteIsRefetched(t *testing.T) {
 			opts := testOptions(out)
 			opts.NoCompression = true
 			opts.Logf = func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }
-			res, err := Download(context.Background(), f.url("f.bin"), opts)
+			res, err := opts.run(context.Background(), f.url("f.bin"))
 			if err != nil {
 				t.Fatalf("Download: %v", err)
 			}
@@ -256,13 +270,13 @@ func TestRemoteReplacedBetweenCutAndResume(t *testing.T) {
 			opts := testOptions(out)
 			opts.Retries = -1
 			opts.NoCompression = true
-			if _, err := Download(context.Background(), f.url("f.bin"), opts); err == nil {
+			if _, err := opts.run(context.Background(), f.url("f.bin")); err == nil {
 				t.Fatal("first Download succeeded through a proxy that cuts every connection")
 			}
-			if readState(out) == nil {
+			if newPartial(out).loadState() == nil {
 				t.Fatal("no state saved after a failed download")
 			}
-			part, _ := os.ReadFile(partPath(out))
+			part, _ := os.ReadFile(PartialPath(out))
 			reusable := 0
 			for i := 0; (i+1)*testBS <= len(part); i++ {
 				if bytes.Equal(part[i*testBS:(i+1)*testBS], next[i*testBS:(i+1)*testBS]) {
@@ -276,7 +290,7 @@ func TestRemoteReplacedBetweenCutAndResume(t *testing.T) {
 			f.proxy.SetPlan(nil)
 			opts = testOptions(out)
 			opts.Strict = strict
-			res, err := Download(context.Background(), f.url("f.bin"), opts)
+			res, err := opts.run(context.Background(), f.url("f.bin"))
 			if strict {
 				if !errors.Is(err, ErrRemoteChanged) {
 					t.Fatalf("Download --strict = %v, want ErrRemoteChanged", err)
@@ -324,7 +338,7 @@ func TestRemoteChangesDuringDownload(t *testing.T) {
 			os.Chtimes(filepath.Join(f.root, "f.bin"), time.Now().Add(time.Minute), time.Now().Add(time.Minute))
 		}
 	}
-	res, err := Download(context.Background(), f.url("f.bin"), opts)
+	res, err := opts.run(context.Background(), f.url("f.bin"))
 	if err != nil {
 		t.Fatalf("Download: %v", err)
 	}
@@ -350,18 +364,18 @@ func TestStalledServerTimesOut(t *testing.T) {
 	opts := testOptions(out)
 	opts.IdleTimeout = 300 * time.Millisecond
 	start := time.Now()
-	_, err := Download(context.Background(), f.url("f.bin"), opts)
+	_, err := opts.run(context.Background(), f.url("f.bin"))
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Download from a stalled server = %v, want ErrTimeout", err)
 	}
 	if took := time.Since(start); took > 10*opts.IdleTimeout {
 		t.Errorf("gave up after %v, want about two idle timeouts of %v", took, opts.IdleTimeout)
 	}
-	if readState(out) == nil {
+	if newPartial(out).loadState() == nil {
 		t.Fatal("no state saved after the timeout")
 	}
 	f.proxy.SetPlan(nil)
-	res, err := Download(context.Background(), f.url("f.bin"), testOptions(out))
+	res, err := testOptions(out).run(context.Background(), f.url("f.bin"))
 	if err != nil {
 		t.Fatalf("rerun: %v", err)
 	}
@@ -384,7 +398,7 @@ func TestParallel(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "f.bin")
 			opts := testOptions(out)
 			opts.Parallel = n
-			res, err := Download(context.Background(), f.url("f.bin"), opts)
+			res, err := opts.run(context.Background(), f.url("f.bin"))
 			if err != nil {
 				t.Fatalf("Download: %v", err)
 			}
@@ -402,13 +416,13 @@ func TestExistingDestination(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "f.bin")
 	// The same file: already complete.
 	os.WriteFile(out, data, 0o644)
-	res, err := Download(context.Background(), f.url("f.bin"), testOptions(out))
+	res, err := testOptions(out).run(context.Background(), f.url("f.bin"))
 	if err != nil || !res.AlreadyComplete {
 		t.Fatalf("Download over an identical file = %+v, %v, want AlreadyComplete", res, err)
 	}
 	// A different file: refused without Force, replaced with it.
 	os.WriteFile(out, []byte("something else"), 0o644)
-	if _, err := Download(context.Background(), f.url("f.bin"), testOptions(out)); !errors.Is(err, ErrExists) {
+	if _, err := testOptions(out).run(context.Background(), f.url("f.bin")); !errors.Is(err, ErrExists) {
 		t.Fatalf("Download over another file = %v, want ErrExists", err)
 	}
 	if got, _ := os.ReadFile(out); string(got) != "something else" {
@@ -416,7 +430,7 @@ func TestExistingDestination(t *testing.T) {
 	}
 	opts := testOptions(out)
 	opts.Force = true
-	res, err = Download(context.Background(), f.url("f.bin"), opts)
+	res, err = opts.run(context.Background(), f.url("f.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +462,7 @@ func TestSHA256OnDemand(t *testing.T) {
 		opts := testOptions(filepath.Join(dir, name))
 		opts.SHA256 = withSHA
 		opts.Logf = func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }
-		res, err := Download(context.Background(), f.url("f.bin"), opts)
+		res, err := opts.run(context.Background(), f.url("f.bin"))
 		return res, logs, err
 	}
 
@@ -469,7 +483,7 @@ func TestSHA256OnDemand(t *testing.T) {
 	broken.Store(true)
 	opts := testOptions(filepath.Join(dir, "resumed.bin"))
 	opts.Retries = -1
-	if _, err := Download(context.Background(), f.url("f.bin"), opts); err == nil {
+	if _, err := opts.run(context.Background(), f.url("f.bin")); err == nil {
 		t.Fatal("the download was not stopped half way")
 	}
 	broken.Store(false)
@@ -493,7 +507,7 @@ func TestSHA256OnDemand(t *testing.T) {
 	for _, withSHA := range []bool{false, true} {
 		opts := testOptions(filepath.Join(dir, fmt.Sprintf("liar-%v.bin", withSHA)))
 		opts.SHA256 = withSHA
-		_, err := Download(context.Background(), liar.URL+"/sse/f.bin", opts)
+		_, err := opts.run(context.Background(), liar.URL+"/sse/f.bin")
 		if withSHA && !errors.Is(err, ErrIntegrity) || !withSHA && err != nil {
 			t.Errorf("SHA256 %v against a server with a wrong SHA-256: %v", withSHA, err)
 		}
@@ -522,19 +536,19 @@ func TestChecksum(t *testing.T) {
 	dir := t.TempDir()
 	opts := testOptions(filepath.Join(dir, "ok.bin"))
 	opts.Checksum = "sha256:" + strings.ToUpper(sha(data))
-	if _, err := Download(context.Background(), f.url("f.bin"), opts); err != nil {
+	if _, err := opts.run(context.Background(), f.url("f.bin")); err != nil {
 		t.Fatalf("matching checksum: %v", err)
 	}
 	opts = testOptions(filepath.Join(dir, "bad.bin"))
 	opts.Checksum = "sha256:" + strings.Repeat("0", 64)
-	if _, err := Download(context.Background(), f.url("f.bin"), opts); !errors.Is(err, ErrIntegrity) {
+	if _, err := opts.run(context.Background(), f.url("f.bin")); !errors.Is(err, ErrIntegrity) {
 		t.Fatalf("wrong checksum = %v, want ErrIntegrity", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "bad.bin")); !os.IsNotExist(err) {
 		t.Error("a file failing --checksum was handed over")
 	}
 	opts.Checksum = "md5:abc"
-	if _, err := Download(context.Background(), f.url("f.bin"), opts); !errors.Is(err, ErrUsage) {
+	if _, err := opts.run(context.Background(), f.url("f.bin")); !errors.Is(err, ErrUsage) {
 		t.Fatalf("malformed checksum = %v, want ErrUsage", err)
 	}
 }
@@ -542,7 +556,7 @@ func TestChecksum(t *testing.T) {
 func TestHTTPErrors(t *testing.T) {
 	f := newFixture(t, map[string][]byte{"f.bin": []byte("x")}, nil)
 	out := filepath.Join(t.TempDir(), "f.bin")
-	_, err := Download(context.Background(), f.url("missing.bin"), testOptions(out))
+	_, err := testOptions(out).run(context.Background(), f.url("missing.bin"))
 	var he *HTTPError
 	if !errors.As(err, &he) || he.Status != http.StatusNotFound {
 		t.Fatalf("Download of a missing file = %v, want HTTPError 404", err)
@@ -558,7 +572,7 @@ func TestHTTPErrors(t *testing.T) {
 		f.srv.ServeHTTP(w, r)
 	}))
 	defer ts.Close()
-	res, err := Download(context.Background(), ts.URL+"/sse/f.bin", testOptions(filepath.Join(t.TempDir(), "g.bin")))
+	res, err := testOptions(filepath.Join(t.TempDir(), "g.bin")).run(context.Background(), ts.URL+"/sse/f.bin")
 	if err != nil || res.Reconnects != 2 {
 		t.Fatalf("Download through two 503s = %+v, %v, want success after 2 reconnects", res, err)
 	}
@@ -570,7 +584,7 @@ func TestNetworkErrorAfterRetries(t *testing.T) {
 	ln.Close() // nothing listens there now
 	opts := testOptions(filepath.Join(t.TempDir(), "f.bin"))
 	opts.Retries = 2
-	_, err := Download(context.Background(), "http://"+addr+"/sse/f.bin", opts)
+	_, err := opts.run(context.Background(), "http://"+addr+"/sse/f.bin")
 	if !errors.Is(err, ErrNetwork) {
 		t.Fatalf("Download from a closed port = %v, want ErrNetwork", err)
 	}
@@ -581,7 +595,7 @@ func TestURLForms(t *testing.T) {
 	f := newFixture(t, map[string][]byte{"a b.bin": data}, nil)
 	for _, prefix := range []string{"/sse/", "/files/", "/manifest/"} {
 		out := filepath.Join(t.TempDir(), "f.bin")
-		res, err := Download(context.Background(), "http://"+f.proxy.Addr+prefix+"a%20b.bin", testOptions(out))
+		res, err := testOptions(out).run(context.Background(), "http://"+f.proxy.Addr+prefix+"a%20b.bin")
 		if err != nil {
 			t.Fatalf("%s: %v", prefix, err)
 		}
@@ -648,12 +662,12 @@ func TestVerify(t *testing.T) {
 	bad[2*testBS] ^= 1
 	bad[7*testBS+99] ^= 1
 	os.WriteFile(local, bad, 0o644)
-	rep, err := Verify(context.Background(), local, f.url("f.bin"), Options{})
+	rep, err := Verify(context.Background(), local, f.url("f.bin"), VerifyOptions{})
 	if !errors.Is(err, ErrIntegrity) || rep == nil || fmt.Sprint(rep.BadBlocks) != "[2 7]" {
 		t.Fatalf("Verify = %+v, %v; want bad blocks [2 7] and ErrIntegrity", rep, err)
 	}
 	os.WriteFile(local, data, 0o644)
-	if rep, err := Verify(context.Background(), local, f.url("f.bin"), Options{}); err != nil || !rep.OK {
+	if rep, err := Verify(context.Background(), local, f.url("f.bin"), VerifyOptions{}); err != nil || !rep.OK {
 		t.Fatalf("Verify of a good file = %+v, %v", rep, err)
 	}
 }
@@ -662,8 +676,8 @@ func TestVerify(t *testing.T) {
 // of a block, is retried at once; repeated failures of any other kind back
 // off from the server's retry hint, and Retry-After wins.
 func TestRetryDelay(t *testing.T) {
-	d := &download{}
-	d.retryMs.Store(1000)
+	var hint retryHint
+	hint.set(time.Second)
 	tests := []struct {
 		name     string
 		b        failureBudget
@@ -676,7 +690,7 @@ func TestRetryDelay(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.b.d = d
+			tt.b.hint = &hint
 			for range 50 { // the jitter is random
 				if got := tt.b.delay(); got < tt.min || got > tt.max {
 					t.Fatalf("delay() = %v, want between %v and %v", got, tt.min, tt.max)
@@ -714,7 +728,7 @@ func TestCutsInsideABlockRetryAtOnce(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "f.bin")
 	opts := testOptions(out)
 	opts.MaxTime = 4 * time.Second // the backoff for a third failure would be 5-15 s
-	res, err := Download(context.Background(), "http://"+proxy.Addr+"/sse/f.bin", opts)
+	res, err := opts.run(context.Background(), "http://"+proxy.Addr+"/sse/f.bin")
 	if err != nil {
 		t.Fatalf("Download: %v", err)
 	}
@@ -727,7 +741,7 @@ func TestCutsInsideABlockRetryAtOnce(t *testing.T) {
 	conns.Store(-100)
 	opts = testOptions(filepath.Join(t.TempDir(), "g.bin"))
 	opts.Retries = 3
-	if _, err := Download(context.Background(), "http://"+proxy.Addr+"/sse/f.bin", opts); !errors.Is(err, ErrNetwork) {
+	if _, err := opts.run(context.Background(), "http://"+proxy.Addr+"/sse/f.bin"); !errors.Is(err, ErrNetwork) {
 		t.Fatalf("through a link that cuts every block: %v, want ErrNetwork", err)
 	}
 }
@@ -745,7 +759,7 @@ func TestParallelFreshReadsNoMore(t *testing.T) {
 		opts := testOptions(out)
 		opts.Parallel = 4
 		opts.NoCompression = true
-		res, err := Download(context.Background(), f.url(name), opts)
+		res, err := opts.run(context.Background(), f.url(name))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

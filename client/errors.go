@@ -46,3 +46,15 @@ func (e *HTTPError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrProtocol) true for every HTTPError.
 func (e *HTTPError) Unwrap() error { return ErrProtocol }
+
+// InterruptedError reports a download stopped by its context (a signal,
+// say) before it was complete. Partial names the partial file kept for the
+// next call to resume, if there is one.
+type InterruptedError struct {
+	Partial string
+	Cause   error
+}
+
+func (e *InterruptedError) Error() string { return "client: interrupted: " + e.Cause.Error() }
+
+func (e *InterruptedError) Unwrap() error { return e.Cause }

@@ -1,19 +1,28 @@
 package client
 
 import (
-	"fmt"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
 	"sync"
+
+	"github.com/ferry-dev/ferry/manifest"
 )
 
-// sink writes verified blocks to the partial file and feeds the whole-file
-// xxh3-128 on a goroutine of its own, and the SHA-256, when the download
-// computes one, on a third, so that on a machine with two cores the network,
-// parsing and decoding run beside the disk writes and the hashing (measured:
-// a single goroutine spent about as long hashing and writing as reading and
+// sink writes verified blocks to the partial file and records them in the
+// ledger on a goroutine of its own, and feeds the in-order whole-file
+// digests there too, with the SHA-256, when the download computes one, on a
+// third, so that on a machine with two cores the network, parsing and
+// decoding run beside the disk writes and the hashing (measured: a single
+// goroutine spent about as long hashing and writing as reading and
 // decoding). A few block buffers circulate between the streams and the
 // sink, which bounds memory and applies backpressure.
 type sink struct {
-	d    *download
+	part   *partial
+	book   *ledger
+	order  *inOrder // nil once blocks came out of order
+	onDone func(n int)
+
 	in   chan *block
 	sha  chan *block // nil without a SHA-256
 	free chan *block
@@ -24,7 +33,9 @@ type sink struct {
 }
 
 type block struct {
+	i    int64 // index
 	off  int64
+	hash uint64 // the xxh3-64 its event gave, which the bytes matched
 	data []byte
 }
 
@@ -34,14 +45,21 @@ type block struct {
 const sinkBuffers = 3
 
 // writebackBytes is how many bytes the sink writes between two calls of
-// startWriteback.
+// writeback.
 const writebackBytes = 16 << 20
 
-// startSink starts the sink goroutines; they exit when close is called.
-func (d *download) startSink() *sink {
+// startSink starts the sink goroutines; they exit when close is called. The
+// sink owns book and order until then; onDone is called with the length of
+// every block written.
+func startSink(part *partial, book *ledger, order *inOrder, onDone func(n int)) *sink {
 	n := sinkBuffers
-	s := &sink{d: d, in: make(chan *block, n), done: make(chan struct{})}
-	if d.sha != nil {
+	s := &sink{part: part, book: book, onDone: onDone, in: make(chan *block, n), done: make(chan struct{})}
+	if order != nil && order.next == 0 {
+		s.order = order // a pass that does not start at 0 cannot feed it
+	} else if order != nil {
+		order.abandon()
+	}
+	if s.order != nil && s.order.sha != nil {
 		n++
 		s.sha = make(chan *block, n)
 	}
@@ -58,22 +76,21 @@ func (s *sink) run() {
 	var hashed chan struct{}
 	if s.sha != nil {
 		hashed = make(chan struct{})
-		go s.hash(hashed)
+		go s.hashSHA(s.order.sha, hashed)
 	}
 	var dirty int
 	for b := range s.in {
 		if s.failed() == nil {
-			if _, err := s.d.part.WriteAt(b.data, b.off); err != nil {
-				s.fail(fmt.Errorf("%w: %w", ErrDisk, err))
+			if _, err := s.part.WriteAt(b.data, b.off); err != nil {
+				s.fail(diskError(err))
 			} else {
 				if dirty += len(b.data); dirty >= writebackBytes {
-					startWriteback(s.d.part)
+					s.part.writeback()
 					dirty = 0
 				}
-				inOrder := s.d.feedSum(b.off, b.data)
-				s.d.stats.done.Add(int64(len(b.data)))
-				s.d.progress("")
-				if inOrder && s.sha != nil {
+				s.book.wrote(b.i, b.hash)
+				s.onDone(len(b.data))
+				if s.feed(b) && s.sha != nil {
 					s.sha <- b
 					continue
 				}
@@ -87,13 +104,27 @@ func (s *sink) run() {
 	}
 }
 
-// hash feeds the in-order blocks to the SHA-256; they come in the order
-// feedSum accepted them.
-func (s *sink) hash(done chan<- struct{}) {
+// feed adds a block to the in-order xxh3-128 and reports whether it was in
+// order, or gives the digests up when blocks come out of order (the file is
+// hashed at the end then).
+func (s *sink) feed(b *block) bool {
+	if s.order == nil {
+		return false
+	}
+	if b.off != s.order.next {
+		s.order.abandon()
+		s.order = nil
+		return false
+	}
+	s.order.sum.Write(b.data)
+	s.order.next += int64(len(b.data))
+	return true
+}
+
+// hashSHA feeds the in-order blocks to the SHA-256 in the order feed
+// accepted them.
+func (s *sink) hashSHA(h hash.Hash, done chan<- struct{}) {
 	defer close(done)
-	s.d.sumMu.Lock()
-	h := s.d.sha
-	s.d.sumMu.Unlock()
 	for b := range s.sha {
 		h.Write(b.data)
 		s.free <- b
@@ -137,4 +168,37 @@ func (s *sink) close() error {
 	close(s.in)
 	<-s.done
 	return s.failed()
+}
+
+// inOrder is the whole-file digest of a download whose blocks have so far
+// all arrived in order from offset 0, so that the file need not be read
+// again at the end.
+type inOrder struct {
+	sum  *manifest.Summer // xxh3-128
+	sha  hash.Hash        // nil without Options.SHA256
+	next int64            // the offset expected next
+	gone bool
+}
+
+func newInOrder(withSHA bool) *inOrder {
+	o := &inOrder{sum: manifest.NewXXH3Summer()}
+	if withSHA {
+		o.sha = sha256.New()
+	}
+	return o
+}
+
+func (o *inOrder) abandon() { o.gone = true }
+
+// digests returns the digests of a file of size bytes, if every byte went
+// through in order.
+func (o *inOrder) digests(size int64) (manifest.Digests, bool) {
+	if o == nil || o.gone || o.next != size {
+		return manifest.Digests{}, false
+	}
+	d := o.sum.Digests()
+	if o.sha != nil {
+		d.SHA256 = hex.EncodeToString(o.sha.Sum(nil))
+	}
+	return d, true
 }

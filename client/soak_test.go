@@ -263,10 +263,8 @@ func soakDownload(t *testing.T, rng *rand.Rand, tot *soakTotals) {
 	out := filepath.Join(t.TempDir(), "f.bin")
 	var logMu sync.Mutex
 	var logs []string
-	opts := Options{
-		Output:        out,
-		IdleTimeout:   500 * time.Millisecond,
-		Retries:       6,
+	opts := &testJob{out: out, Client: Client{IdleTimeout: 500 * time.Millisecond, Retries: 6}}
+	opts.Options = Options{
 		Parallel:      []int{1, 1, 2, 3}[rng.IntN(4)],
 		NoCompression: rng.IntN(3) == 0,
 		SHA256:        rng.IntN(2) == 0,
@@ -296,7 +294,7 @@ func soakDownload(t *testing.T, rng *rand.Rand, tot *soakTotals) {
 	})
 	tot.downloads.Add(1)
 	tot.bytes.Add(int64(size))
-	res, err := Download(context.Background(), url, opts)
+	res, err := opts.run(context.Background(), url)
 	if replaced.Load() {
 		tot.replaced.Add(1)
 	}
@@ -309,17 +307,17 @@ func soakDownload(t *testing.T, rng *rand.Rand, tot *soakTotals) {
 		}
 		// State is saved once the first meta event has given the version;
 		// a download that failed before has nothing on disk to resume.
-		_, perr := os.Stat(partPath(out))
+		_, perr := os.Stat(PartialPath(out))
 		hadPart := perr == nil
-		if hadPart && readState(out) == nil {
-			t.Fatalf("Download: %v, leaving %s without its state", err, partPath(out))
+		if hadPart && newPartial(out).loadState() == nil {
+			t.Fatalf("Download: %v, leaving %s without its state", err, PartialPath(out))
 		}
 		tot.documented.Add(1)
 		t.Logf("Download ended with a documented error: %v; rerunning without faults", err)
 		h.calm.Store(true)
 		rerun := testOptions(out)
 		rerun.SHA256 = opts.SHA256
-		if res, err = Download(context.Background(), url, rerun); err != nil {
+		if res, err = rerun.run(context.Background(), url); err != nil {
 			t.Fatalf("rerun after a documented error: %v", err)
 		}
 		if hadPart && !res.Resumed {
@@ -349,7 +347,7 @@ func soakDownload(t *testing.T, rng *rand.Rand, tot *soakTotals) {
 	if opts.SHA256 != (res.SHA256 != "") {
 		t.Errorf("Options.SHA256 %v, yet Result.SHA256 = %q", opts.SHA256, res.SHA256)
 	}
-	for _, p := range []string{partPath(out), statePath(out)} {
+	for _, p := range []string{PartialPath(out), statePath(out)} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s left behind", p)
 		}
@@ -466,7 +464,7 @@ func TestFileReplacedMidStream(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "f.bin")
 			opts := testOptions(out)
 			opts.NoCompression = true
-			res, err := Download(context.Background(), ts.URL+"/sse/f.bin", opts)
+			res, err := opts.run(context.Background(), ts.URL+"/sse/f.bin")
 			if err != nil {
 				t.Fatalf("Download: %v", err)
 			}
@@ -522,15 +520,15 @@ func TestDiskFull(t *testing.T) {
 			fill.Close()
 		}
 	}
-	_, err := Download(context.Background(), f.url("f.bin"), opts)
+	_, err := opts.run(context.Background(), f.url("f.bin"))
 	if !errors.Is(err, ErrDisk) || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Download onto a full disk = %v, want ErrDisk wrapping ENOSPC", err)
 	}
-	if readState(out) == nil {
+	if newPartial(out).loadState() == nil {
 		t.Fatal("no state saved after the disk filled")
 	}
 	os.Remove(filler)
-	res, err := Download(context.Background(), f.url("f.bin"), testOptions(out))
+	res, err := testOptions(out).run(context.Background(), f.url("f.bin"))
 	if err != nil {
 		t.Fatalf("rerun after freeing space: %v", err)
 	}
@@ -552,7 +550,7 @@ func TestFileSizeLimit(t *testing.T) {
 	opts := testOptions(out)
 	opts.Retries = -1
 	opts.NoCompression = true
-	if _, err := Download(context.Background(), f.url("f.bin"), opts); !errors.Is(err, ErrNetwork) {
+	if _, err := opts.run(context.Background(), f.url("f.bin")); !errors.Is(err, ErrNetwork) {
 		t.Fatalf("cut download = %v, want ErrNetwork", err)
 	}
 	direct := "http://" + f.ts.Listener.Addr().String() + "/sse/f.bin"
@@ -565,17 +563,17 @@ func TestFileSizeLimit(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limit); err != nil {
 		t.Skipf("cannot lower RLIMIT_FSIZE: %v", err)
 	}
-	_, err := Download(context.Background(), direct, testOptions(out))
+	_, err := testOptions(out).run(context.Background(), direct)
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatal(err)
 	}
 	if !errors.Is(err, ErrDisk) || !errors.Is(err, syscall.EFBIG) {
 		t.Fatalf("Download past RLIMIT_FSIZE = %v, want ErrDisk wrapping EFBIG", err)
 	}
-	if readState(out) == nil {
+	if newPartial(out).loadState() == nil {
 		t.Fatal("no state saved after the write error")
 	}
-	res, err := Download(context.Background(), direct, testOptions(out))
+	res, err := testOptions(out).run(context.Background(), direct)
 	if err != nil {
 		t.Fatalf("rerun without the limit: %v", err)
 	}
@@ -594,7 +592,7 @@ func TestDamagedManifest(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "f.bin")
 	opts := testOptions(out)
 	opts.Retries = -1
-	if _, err := Download(context.Background(), f.url("f.bin"), opts); !errors.Is(err, ErrNetwork) {
+	if _, err := opts.run(context.Background(), f.url("f.bin")); !errors.Is(err, ErrNetwork) {
 		t.Fatalf("cut download = %v, want ErrNetwork", err)
 	}
 	var damaged atomic.Bool
@@ -632,7 +630,7 @@ func TestDamagedManifest(t *testing.T) {
 	opts = testOptions(out)
 	opts.Retries = 0 // the default, 5
 	opts.Logf = func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }
-	res, err := Download(context.Background(), url, opts)
+	res, err := opts.run(context.Background(), url)
 	if err != nil {
 		t.Fatalf("Download with a damaged manifest = %v; client log:\n%s", err, strings.Join(logs, "\n"))
 	}
@@ -668,7 +666,7 @@ func TestRewriteKeepingSizeAndMTimeAfterCaching(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "f.bin")
 	opts := testOptions(out)
 	opts.Retries = 3 // the failure is not transient
-	res, err := Download(context.Background(), f.url("f.bin"), opts)
+	res, err := opts.run(context.Background(), f.url("f.bin"))
 	if err != nil {
 		t.Fatalf("Download: %v", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/ferry-dev/ferry/chunker"
 )
 
 // endpoints locates one file on a Ferry server.
@@ -15,8 +17,6 @@ type endpoints struct {
 	query url.Values
 }
 
-var endpointPrefixes = []string{"/sse/", "/files/", "/manifest/"}
-
 // resolve accepts the /sse/, /files/ or /manifest/ URL of a file.
 func resolve(raw string) (endpoints, error) {
 	u, err := url.Parse(raw)
@@ -27,10 +27,10 @@ func resolve(raw string) (endpoints, error) {
 		return endpoints{}, fmt.Errorf("%w: %q is not an http or https URL", ErrUsage, raw)
 	}
 	p := u.EscapedPath()
-	for _, prefix := range endpointPrefixes {
+	for _, prefix := range chunker.FilePaths() {
 		if i := strings.Index(p, prefix); i >= 0 && len(p) > i+len(prefix) {
 			q := u.Query()
-			for _, k := range []string{"v", "lastEventId", "range", "encoding"} {
+			for _, k := range chunker.ReservedQuery() {
 				q.Del(k)
 			}
 			return endpoints{base: u.Scheme + "://" + u.Host + p[:i], rel: p[i+len(prefix):], query: q}, nil
@@ -54,5 +54,5 @@ func (e endpoints) url(prefix string, extra url.Values) string {
 	return s
 }
 
-func (e endpoints) sse(extra url.Values) string { return e.url("/sse/", extra) }
-func (e endpoints) manifest() string            { return e.url("/manifest/", nil) }
+func (e endpoints) sse(extra url.Values) string { return e.url(chunker.PathSSE, extra) }
+func (e endpoints) manifest() string            { return e.url(chunker.PathManifest, nil) }

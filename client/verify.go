@@ -46,7 +46,7 @@ func checkBlocks(ctx context.Context, f io.ReaderAt, m *manifest.Manifest, sum *
 func checkFile(ctx context.Context, f *os.File, m *manifest.Manifest, sum *manifest.Summer) ([]int64, manifest.Digests, error) {
 	info, err := f.Stat()
 	if err != nil {
-		return nil, manifest.Digests{}, fmt.Errorf("%w: %w", ErrDisk, err)
+		return nil, manifest.Digests{}, diskError(err)
 	}
 	if info.Size() != m.Size {
 		return []int64{-1}, manifest.Digests{}, nil
@@ -65,7 +65,7 @@ func digestFile(ctx context.Context, f io.ReaderAt, size int64, sum *manifest.Su
 		sum.Write(buf[:n])
 		off += int64(n)
 		if err != nil && (err != io.EOF || off < size) {
-			return manifest.Digests{}, fmt.Errorf("%w: %w", ErrDisk, err)
+			return manifest.Digests{}, diskError(err)
 		}
 	}
 	return sum.Digests(), nil
@@ -84,28 +84,27 @@ type VerifyReport struct {
 
 // Verify checks a local file against the manifest of the file at rawURL and
 // lists the blocks that differ. It returns ErrIntegrity if any do.
-func Verify(ctx context.Context, path, rawURL string, opts Options) (*VerifyReport, error) {
-	opts.Output = path
-	if err := opts.setDefaults(); err != nil {
+func (c *Client) Verify(ctx context.Context, path, rawURL string, opts VerifyOptions) (*VerifyReport, error) {
+	if err := c.check(); err != nil {
 		return nil, err
 	}
 	ep, err := resolve(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	d := &download{opts: opts, url: rawURL, ep: ep}
-	m, err := d.getManifest(ctx)
+	d := newDownload(c.config(), Options{Logf: opts.Logf}, rawURL, ep, path)
+	m, err := d.fetchManifest(ctx)
 	if err != nil {
 		return nil, err
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrDisk, err)
+		return nil, diskError(err)
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrDisk, err)
+		return nil, diskError(err)
 	}
 	rep := &VerifyReport{Path: path, Size: info.Size(), Remote: m.Size, Blocks: m.Blocks, BadBlocks: []int64{}}
 	bad, dig, err := checkBlocks(ctx, f, m, manifest.NewSummer())

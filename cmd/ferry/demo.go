@@ -74,14 +74,17 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		*root, ln.Addr(), formatSize(int64(cutAt)))
 	fmt.Fprintf(stdout, "%-28s %10s %6s %10s  %s\n", "file", "bytes", "cuts", "verified", "sha256")
 	failed := 0
+	// One Client for every file: their downloads share its connections.
+	c := &client.Client{Retries: 20, IdleTimeout: 10 * time.Second}
+	defer c.Close()
 	filepath.WalkDir(*root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || ctx.Err() != nil {
 			return nil
 		}
 		rel, _ := filepath.Rel(*root, p)
 		out := filepath.Join(dir, filepath.Base(p))
-		res, err := client.Download(ctx, "http://"+proxy.Addr+"/sse/"+escapePath(filepath.ToSlash(rel)),
-			client.Options{Output: out, Force: true, Retries: 20, IdleTimeout: 10 * time.Second, SHA256: true})
+		res, err := c.Download(ctx, "http://"+proxy.Addr+"/sse/"+escapePath(filepath.ToSlash(rel)), out,
+			client.Options{Force: true, SHA256: true})
 		if err != nil {
 			failed++
 			fmt.Fprintf(stdout, "%-28s FAILED: %v\n", rel, err)

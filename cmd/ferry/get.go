@@ -54,21 +54,16 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.jsonOut, "json", false, "print a JSON summary on stdout")
 }
 
-func (c *clientFlags) options() client.Options {
-	h := c.headers.h
-	if tok := os.Getenv("FERRY_TOKEN"); tok != "" {
-		if h == nil {
-			h = http.Header{}
-		}
-		if h.Get("Authorization") == "" {
-			h.Set("Authorization", "Bearer "+tok)
-		}
-	}
+// client returns the Client the flags describe.
+func (c *clientFlags) client() *client.Client {
 	retries := c.retries
 	if retries == 0 {
 		retries = -1 // the library's zero value means its default
 	}
-	return client.Options{Header: h, Retries: retries, IdleTimeout: c.idleTimeout, ConnectTimeout: c.connectTimeout, MaxTime: c.maxTime}
+	return &client.Client{
+		Header: c.headers.h, Token: os.Getenv("FERRY_TOKEN"),
+		Retries: retries, IdleTimeout: c.idleTimeout, ConnectTimeout: c.connectTimeout,
+	}
 }
 
 // parseInterleaved parses flags that may come before or after positional
@@ -128,24 +123,31 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ferry get: %v\n", err)
 		return exitUsage
 	}
-	if *parallel < 1 || *parallel > 64 {
-		fmt.Fprintln(stderr, "ferry get: --parallel must be between 1 and 64")
+	if *parallel < 1 || *parallel > client.MaxParallel {
+		fmt.Fprintf(stderr, "ferry get: --parallel must be between 1 and %d\n", client.MaxParallel)
 		return exitUsage
 	}
 	rep := newReporter(mode, stderr)
-	opts := cf.options()
-	opts.Output, opts.Force, opts.Strict, opts.Checksum = *out, *force, *strict, *checksum
-	opts.Parallel, opts.NoCompression = *parallel, *noCompression
-	opts.SHA256 = *withSHA || cf.jsonOut // --json reports it; --checksum implies it in the library
+	opts := client.Options{
+		Force: *force, Strict: *strict, Checksum: *checksum, MaxTime: cf.maxTime,
+		Parallel: *parallel, NoCompression: *noCompression,
+		SHA256: *withSHA || cf.jsonOut, // --json reports it; --checksum implies it in the library
+	}
 	if mode != "none" {
 		opts.OnProgress, opts.Logf = rep.progress, rep.logf
 	}
-	res, err := client.Download(ctx, rawURL, opts)
+	c := cf.client()
+	defer c.Close()
+	res, err := c.Download(ctx, rawURL, *out, opts)
 	code = exitCode(ctx, err)
 	if err != nil {
-		if code == exitInterrupted || code == exitTerminated {
-			fmt.Fprintf(stderr, "ferry get: interrupted; partial download kept in %s (run the same command to resume)\n", *out+".part")
-		} else {
+		var ie *client.InterruptedError
+		switch {
+		case errors.As(err, &ie) && ie.Partial != "":
+			fmt.Fprintf(stderr, "ferry get: interrupted; partial download kept in %s (run the same command to resume)\n", ie.Partial)
+		case code == exitInterrupted || code == exitTerminated:
+			fmt.Fprintln(stderr, "ferry get: interrupted before any data arrived")
+		default:
 			fmt.Fprintf(stderr, "ferry get: %v\n", err)
 		}
 		if cf.jsonOut {
@@ -232,7 +234,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fs.Usage()
 		return exitUsage
 	}
-	rep, err := client.Verify(ctx, pos[0], pos[1], cf.options())
+	c := cf.client()
+	defer c.Close()
+	rep, err := c.Verify(ctx, pos[0], pos[1], client.VerifyOptions{})
 	code = exitCode(ctx, err)
 	if cf.jsonOut && rep != nil {
 		writeJSON(stdout, rep)
