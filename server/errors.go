@@ -48,6 +48,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if code == http.StatusServiceUnavailable {
 		c.Response().Header().Set("Retry-After", "2")
 	}
+	var pe *pinError
+	if errors.As(err, &pe) {
+		c.Response().Header().Set("ETag", `"`+pe.etag+`"`)
+	}
 	if c.Request().Method == http.MethodHead {
 		c.NoContent(code)
 		return

@@ -49,13 +49,21 @@ func (s *Server) open(r *http.Request, prefix string) (*file, error) {
 // checkPin enforces a version pin (query v= or If-Match) against etag.
 func checkPin(r *http.Request, etag string) error {
 	if v := r.URL.Query().Get("v"); v != "" && !matchesETag(v, etag) {
-		return errChangedVersion
+		return &pinError{etag: etag}
 	}
 	if h := r.Header.Get("If-Match"); h != "" && !matchesETag(h, etag) {
-		return errChangedVersion
+		return &pinError{etag: etag}
 	}
 	return nil
 }
+
+// pinError is a version pin that failed: the 412 tells the client the
+// version the server has, in its ETag header, so that a client behind a
+// balancer can tell replicas that disagree from a file that changed.
+type pinError struct{ etag string }
+
+func (e *pinError) Error() string        { return errChangedVersion.Error() }
+func (e *pinError) Is(target error) bool { return target == errChangedVersion }
 
 // handleFile serves raw bytes with Range, If-Range and ETag, so that curl -C -,
 // wget -c and aria2c resume against the same server.

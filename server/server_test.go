@@ -381,6 +381,10 @@ func TestChangedFileIs412(t *testing.T) {
 		if r.StatusCode != http.StatusPreconditionFailed {
 			t.Errorf("request %d pinned to the old version: status %d, want 412", i, r.StatusCode)
 		}
+		// The 412 names the version the server has now.
+		if got := r.Header.Get("ETag"); got == "" || got == `"`+etag+`"` {
+			t.Errorf("request %d: 412 with ETag %q, want the new version's", i, got)
+		}
 	}
 	if r := get(t, sseURL(ts.URL, "multi-block.bin"), "If-Match", "*"); r.StatusCode != http.StatusOK {
 		t.Errorf("If-Match: * = %d, want 200", r.StatusCode)
