@@ -583,10 +583,17 @@ func TestFileSizeLimit(t *testing.T) {
 	}
 }
 
-// TestDamagedManifest damages one block hash in the manifest a resuming
-// client fetches: the client must fetch the manifest again rather than
-// refetch a good block until its retries run out, and finish.
+// TestDamagedManifest damages block hashes in the manifest a resuming
+// client fetches, of a block on disk and of one still to fetch: the client
+// must fetch the manifest again rather than refetch a good block until its
+// retries run out, and finish, with one stream or several.
 func TestDamagedManifest(t *testing.T) {
+	for _, parallel := range []int{1, 2, 4, 8} {
+		t.Run(fmt.Sprint("parallel=", parallel), func(t *testing.T) { testDamagedManifest(t, parallel) })
+	}
+}
+
+func testDamagedManifest(t *testing.T, parallel int) {
 	data := randomData(44, 32*testBS)
 	f := newFixture(t, map[string][]byte{"f.bin": data}, cutAfter(20*testBS))
 	out := filepath.Join(t.TempDir(), "f.bin")
@@ -607,10 +614,14 @@ func TestDamagedManifest(t *testing.T) {
 		i := bytes.Index(body, []byte(`"hashes":["`))
 		if i < 0 {
 			t.Errorf("no hashes in the manifest %s", body)
-		} else {
-			// The first digit of block 5's hash (a block on disk),
-			// made another hex digit.
-			at := i + len(`"hashes":["`) + 5*len(`0123456789abcdef","`)
+		}
+		// The first digit of the hashes of block 5 (on disk) and block 25
+		// (to fetch), made another hex digit.
+		for _, block := range []int{5, 25} {
+			if i < 0 {
+				break
+			}
+			at := i + len(`"hashes":["`) + block*len(`0123456789abcdef","`)
 			if body[at] == '0' {
 				body[at] = '1'
 			} else {
@@ -626,10 +637,16 @@ func TestDamagedManifest(t *testing.T) {
 	defer ts.Close()
 	url := ts.URL + "/sse/f.bin"
 
+	var mu sync.Mutex
 	var logs []string
 	opts = testOptions(out)
 	opts.Retries = 0 // the default, 5
-	opts.Logf = func(format string, args ...any) { logs = append(logs, fmt.Sprintf(format, args...)) }
+	opts.Parallel = parallel
+	opts.Logf = func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		logs = append(logs, fmt.Sprintf(format, args...))
+	}
 	res, err := opts.run(context.Background(), url)
 	if err != nil {
 		t.Fatalf("Download with a damaged manifest = %v; client log:\n%s", err, strings.Join(logs, "\n"))
