@@ -43,9 +43,15 @@ type stream struct {
 	watch  *time.Timer
 	cancel context.CancelCauseFunc
 	metaAt int64 // body bytes read when the meta event came
+	ended  bool  // the end event came
 }
 
 func (s *stream) close() {
+	if s.ended {
+		// Only the response's end is left: reading it lets the transport
+		// use the connection again.
+		io.CopyN(io.Discard, s.resp.Body, 4<<10)
+	}
 	s.watch.Stop()
 	s.cancel(nil)
 	s.resp.Body.Close()
@@ -202,6 +208,7 @@ func (a *attempt) run() error {
 				return nil // the span is complete and the digests are known, or will come with another
 			}
 		case chunker.EventEnd:
+			a.s.ended = true
 			if a.next < a.sp.end {
 				return fmt.Errorf("%w: end event before block %d", errCut, a.next)
 			}
