@@ -46,7 +46,7 @@ func (b *failureBudget) record(err error) error {
 		}
 	case errors.As(err, &he) && !retryableStatus(he.Status):
 		return err
-	case errors.Is(err, ErrDisk), errors.Is(err, ErrUsage), errors.Is(err, ErrRemoteChanged):
+	case errors.Is(err, ErrDisk), errors.Is(err, ErrUsage), errors.Is(err, ErrRemoteChanged), errors.Is(err, errCertificate):
 		return err
 	default:
 		if errors.As(err, &he) {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -29,6 +30,9 @@ type Client struct {
 	// ConnectTimeout bounds each TCP (and TLS) connection set-up of the
 	// Client's own transport. Default 30 s.
 	ConnectTimeout time.Duration
+	// TLSConfig, if set, is the TLS configuration of the Client's own
+	// transport: RootCAs to trust a private CA, say.
+	TLSConfig *tls.Config
 	// IdleTimeout is how long a connection may deliver nothing, not even a
 	// heartbeat, before it counts as cut. Default 60 s. Two stalls in a row
 	// without a block between them fail with ErrTimeout.
@@ -176,7 +180,7 @@ func (c *Client) init() {
 		c.hc = c.HTTPClient
 		return
 	}
-	c.hc, c.own = newHTTPClient(c.connectTimeout()), true
+	c.hc, c.own = newHTTPClient(c.connectTimeout(), c.TLSConfig), true
 }
 
 func (c *Client) connectTimeout() time.Duration {
@@ -252,12 +256,13 @@ func parseChecksum(s string) (string, error) {
 // newHTTPClient builds the default client. Idle connections and servers
 // that never answer are caught by the download's own watchdog, which also
 // covers the wait for response headers.
-func newHTTPClient(connect time.Duration) *http.Client {
+func newHTTPClient(connect time.Duration, tlsConfig *tls.Config) *http.Client {
 	dialer := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
 	return &http.Client{Transport: &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         dialer.DialContext,
 		TLSHandshakeTimeout: connect,
+		TLSClientConfig:     tlsConfig,
 		DisableCompression:  true, // blocks are compressed one by one, if at all
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 16,

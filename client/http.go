@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,10 +50,21 @@ func statusError(resp *http.Response, u string) error {
 	return he
 }
 
+// errCertificate marks a network error no retry can cure: the server's
+// certificate is not trusted.
+var errCertificate = errors.New("the server's certificate is not trusted")
+
 // netError classifies a failed request or read.
 func netError(ctx context.Context, err error) error {
 	if context.Cause(ctx) == errIdle {
 		return errIdle
+	}
+	var verr *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &verr) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) {
+		return fmt.Errorf("%w: %w (give its CA with --cacert FILE, or Client.TLSConfig): %w", ErrNetwork, errCertificate, err)
 	}
 	return fmt.Errorf("%w: %w", ErrNetwork, err)
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -43,6 +45,8 @@ type clientFlags struct {
 	connectTimeout time.Duration
 	maxTime        time.Duration
 	jsonOut        bool
+	cacert         string
+	insecure       bool
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
@@ -52,18 +56,52 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", 30*time.Second, "time allowed to connect")
 	fs.DurationVar(&c.maxTime, "max-time", 0, "time allowed for the whole download (0: unlimited)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print a JSON summary on stdout")
+	fs.StringVar(&c.cacert, "cacert", "", "trust the CA certificates in this PEM file (a private CA), beside the system's")
+	fs.BoolVar(&c.insecure, "insecure", false, "accept any server certificate (blocks are still verified; the server is not authenticated)")
 }
 
-// client returns the Client the flags describe.
-func (c *clientFlags) client() *client.Client {
+// client returns the Client the flags describe; warnings go to stderr.
+func (c *clientFlags) client(stderr io.Writer) (*client.Client, error) {
 	retries := c.retries
 	if retries == 0 {
 		retries = -1 // the library's zero value means its default
 	}
-	return &client.Client{
-		Header: c.headers.h, Token: os.Getenv("FERRY_TOKEN"),
-		Retries: retries, IdleTimeout: c.idleTimeout, ConnectTimeout: c.connectTimeout,
+	tlsConfig, err := c.tlsConfig(stderr)
+	if err != nil {
+		return nil, err
 	}
+	return &client.Client{
+		Header: c.headers.h, Token: os.Getenv("FERRY_TOKEN"), TLSConfig: tlsConfig,
+		Retries: retries, IdleTimeout: c.idleTimeout, ConnectTimeout: c.connectTimeout,
+	}, nil
+}
+
+// tlsConfig returns the TLS settings of --cacert and --insecure, nil for
+// the defaults.
+func (c *clientFlags) tlsConfig(stderr io.Writer) (*tls.Config, error) {
+	if c.cacert == "" && !c.insecure {
+		return nil, nil
+	}
+	cfg := &tls.Config{}
+	if c.cacert != "" {
+		pem, err := os.ReadFile(c.cacert)
+		if err != nil {
+			return nil, fmt.Errorf("--cacert: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--cacert: %s holds no PEM certificate", c.cacert)
+		}
+		cfg.RootCAs = pool
+	}
+	if c.insecure {
+		fmt.Fprintln(stderr, "ferry: warning: --insecure: the server's certificate is not checked; anyone on the path can pose as the server")
+		cfg.InsecureSkipVerify = true
+	}
+	return cfg, nil
 }
 
 // parseInterleaved parses flags that may come before or after positional
@@ -136,7 +174,11 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if mode != "none" {
 		opts.OnProgress, opts.Logf = rep.progress, rep.logf
 	}
-	c := cf.client()
+	c, err := cf.client(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "ferry get: %v\n", err)
+		return exitUsage
+	}
 	defer c.Close()
 	res, err := c.Download(ctx, rawURL, *out, opts)
 	code = exitCode(ctx, err)
@@ -234,7 +276,11 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fs.Usage()
 		return exitUsage
 	}
-	c := cf.client()
+	c, err := cf.client(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "ferry verify: %v\n", err)
+		return exitUsage
+	}
 	defer c.Close()
 	rep, err := c.Verify(ctx, pos[0], pos[1], client.VerifyOptions{})
 	code = exitCode(ctx, err)
