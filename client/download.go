@@ -339,14 +339,9 @@ func (d *download) fetch(ctx context.Context) (stateFn, error) {
 // the manifest: the manifest may be what was damaged in transit.
 func (d *download) recheck(ctx context.Context) (stateFn, error) {
 	d.rechecked = d.ver.ETag
-	m, err := d.fetchManifest(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if m.ETag != d.ver.ETag {
-		d.newMan = m
-		d.rounds.saw(m.ETag)
-		return d.changed, nil
+	m, other, err := d.sameVersionManifest(ctx)
+	if other != nil || err != nil {
+		return other, err
 	}
 	d.logf("fetched the manifest again: a block disagreed with it")
 	return d.adopt(m)
@@ -420,14 +415,9 @@ func (d *download) arbitrate(ctx context.Context, mismatch bool) (stateFn, error
 		d.logf("whole-file digest does not match; checking every block against the manifest")
 		d.repaired = true
 	}
-	m, err := d.fetchManifest(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if m.ETag != d.ver.ETag {
-		d.newMan = m
-		d.rounds.saw(m.ETag)
-		return d.changed, nil
+	m, other, err := d.sameVersionManifest(ctx)
+	if other != nil || err != nil {
+		return other, err
 	}
 	d.ver.man = m
 	if mismatch {
@@ -435,6 +425,22 @@ func (d *download) arbitrate(ctx context.Context, mismatch bool) (stateFn, error
 		return d.verifyDisk, nil
 	}
 	return d.whole, nil
+}
+
+// sameVersionManifest fetches the manifest of the version being downloaded.
+// If the server has another version, it returns the changed state instead,
+// which adopts that manifest.
+func (d *download) sameVersionManifest(ctx context.Context) (*manifest.Manifest, stateFn, error) {
+	m, err := d.fetchManifest(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.ETag != d.ver.ETag {
+		d.newMan = m
+		d.rounds.saw(m.ETag)
+		return nil, d.changed, nil
+	}
+	return m, nil, nil
 }
 
 func (d *download) checkChecksum(sha string) error {

@@ -183,35 +183,46 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res, err := c.Download(ctx, rawURL, *out, opts)
 	code = exitCode(ctx, err)
 	if err != nil {
-		var ie *client.InterruptedError
-		switch {
-		case errors.As(err, &ie) && ie.Partial != "":
-			fmt.Fprintf(stderr, "ferry get: interrupted; partial download kept in %s (run the same command to resume)\n", ie.Partial)
-		case code == exitInterrupted || code == exitTerminated:
-			fmt.Fprintln(stderr, "ferry get: interrupted before any data arrived")
-		default:
-			fmt.Fprintf(stderr, "ferry get: %v\n", err)
-		}
-		if cf.jsonOut {
-			writeJSON(stdout, map[string]any{"path": *out, "url": rawURL, "error": err.Error(), "exit_code": code})
-		}
+		reportFailure(stdout, stderr, cf.jsonOut, err, code, *out, rawURL)
 		return code
 	}
 	if mode != "none" && mode != "json" {
-		verb := "downloaded"
-		if res.AlreadyComplete {
-			verb = "already complete"
-		}
-		digest := "xxh3-128 " + res.XXH3128
-		if res.SHA256 != "" {
-			digest = "sha256 " + res.SHA256
-		}
-		fmt.Fprintf(stderr, "ferry: %s %s (%s) in %.1fs, verified %s\n", verb, res.Path, humanBytes(res.Size), res.Seconds, digest)
+		reportDone(stderr, res)
 	}
 	if cf.jsonOut {
 		writeJSON(stdout, res)
 	}
 	return exitOK
+}
+
+// reportFailure tells why a download to out failed, and with --json says
+// it on stdout too.
+func reportFailure(stdout, stderr io.Writer, jsonOut bool, err error, code int, out, rawURL string) {
+	var ie *client.InterruptedError
+	switch {
+	case errors.As(err, &ie) && ie.Partial != "":
+		fmt.Fprintf(stderr, "ferry get: interrupted; partial download kept in %s (run the same command to resume)\n", ie.Partial)
+	case code == exitInterrupted || code == exitTerminated:
+		fmt.Fprintln(stderr, "ferry get: interrupted before any data arrived")
+	default:
+		fmt.Fprintf(stderr, "ferry get: %v\n", err)
+	}
+	if jsonOut {
+		writeJSON(stdout, map[string]any{"path": out, "url": rawURL, "error": err.Error(), "exit_code": code})
+	}
+}
+
+// reportDone prints the line that ends a download for people.
+func reportDone(stderr io.Writer, res *client.Result) {
+	verb := "downloaded"
+	if res.AlreadyComplete {
+		verb = "already complete"
+	}
+	digest := "xxh3-128 " + res.XXH3128
+	if res.SHA256 != "" {
+		digest = "sha256 " + res.SHA256
+	}
+	fmt.Fprintf(stderr, "ferry: %s %s (%s) in %.1fs, verified %s\n", verb, res.Path, humanBytes(res.Size), res.Seconds, digest)
 }
 
 func writeJSON(w io.Writer, v any) {
