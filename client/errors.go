@@ -35,6 +35,7 @@ type HTTPError struct {
 	Message string // the server's message, if it sent one
 
 	retryAfter time.Duration
+	hashed     int64 // with a 503 for a manifest being hashed: its bytes hashed so far; else -1
 }
 
 func (e *HTTPError) Error() string {

@@ -35,12 +35,16 @@ func statusError(resp *http.Response, u string) error {
 	if resp.StatusCode == http.StatusOK {
 		return nil
 	}
-	he := &HTTPError{URL: u, Status: resp.StatusCode}
+	he := &HTTPError{URL: u, Status: resp.StatusCode, hashed: -1}
 	var body struct {
-		Error string `json:"error"`
+		Error  string `json:"error"`
+		Hashed *int64 `json:"hashed"`
 	}
 	if json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&body) == nil {
 		he.Message = body.Error
+		if body.Hashed != nil {
+			he.hashed = *body.Hashed
+		}
 	}
 	if s := resp.Header.Get("Retry-After"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil && n >= 0 {
@@ -70,9 +74,11 @@ func netError(ctx context.Context, err error) error {
 }
 
 // fetchManifest fetches and validates the manifest, retrying failures like
-// a stream does.
+// a stream does. A server still hashing a large file answers 503 with its
+// progress: that is waited out as long as the progress grows.
 func (d *download) fetchManifest(ctx context.Context) (*manifest.Manifest, error) {
 	budget := d.newBudget()
+	hashed := int64(-1)
 	for {
 		m, err := d.requestManifest(ctx)
 		if err == nil {
@@ -80,6 +86,16 @@ func (d *download) fetchManifest(ctx context.Context) (*manifest.Manifest, error
 		}
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
+		}
+		var he *HTTPError
+		if errors.As(err, &he) && he.hashed > hashed {
+			hashed = he.hashed
+			budget.reset()
+			d.logf("%s; waiting", he.Message)
+			if err := sleep(ctx, max(he.retryAfter, 100*time.Millisecond)); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if err := budget.record(err); err != nil {
 			return nil, err

@@ -280,3 +280,56 @@ func TestOptionsValidated(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitsForAManifestBeingHashed: a server still hashing a large file
+// answers the manifest request 503 with its progress; a resuming client
+// waits as long as the progress grows, even with no retries for failures.
+func TestWaitsForAManifestBeingHashed(t *testing.T) {
+	data := randomData(54, 24<<20)
+	f := newFixture(t, map[string][]byte{"f.bin": data}, cutAfter(1<<20))
+	out := filepath.Join(t.TempDir(), "f.bin")
+	first := testOptions(out)
+	first.Retries = -1
+	if _, err := first.run(context.Background(), f.url("f.bin")); !errors.Is(err, ErrNetwork) {
+		t.Fatalf("cut download = %v, want ErrNetwork", err)
+	}
+	// A new server over the same folder: nothing hashed yet.
+	srv, err := server.New(server.Config{Root: f.root, BlockSize: testBS, ManifestWait: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var notReady atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		srv.ServeHTTP(rec, r)
+		if rec.status == http.StatusServiceUnavailable {
+			notReady.Add(1)
+		}
+	}))
+	defer ts.Close()
+	job := testOptions(out)
+	job.Retries = -1
+	res, err := job.run(context.Background(), ts.URL+"/sse/f.bin")
+	if err != nil {
+		t.Fatalf("Download while the manifest was hashed = %v (%d answers 503)", err, notReady.Load())
+	}
+	checkResult(t, out, data, res)
+	if notReady.Load() == 0 {
+		t.Error("the server never answered 503: the test did not test the wait")
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *statusRecorder) Flush() { http.NewResponseController(r.ResponseWriter).Flush() }

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferry-dev/ferry/chunker"
@@ -112,6 +113,12 @@ func (s *Summer) Digests() Digests {
 // Build reads size bytes of r and returns the manifest of that version.
 // It checks ctx between blocks.
 func Build(ctx context.Context, r io.ReaderAt, path string, size int64, mtime time.Time, blockSize int) (*Manifest, error) {
+	return BuildCounting(ctx, r, path, size, mtime, blockSize, nil)
+}
+
+// BuildCounting is Build, adding to hashed, if not nil, the bytes hashed so
+// far, for whoever waits for the manifest of a large file.
+func BuildCounting(ctx context.Context, r io.ReaderAt, path string, size int64, mtime time.Time, blockSize int, hashed *atomic.Int64) (*Manifest, error) {
 	c, err := chunker.New(r, size, blockSize)
 	if err != nil {
 		return nil, err
@@ -131,6 +138,9 @@ func Build(ctx context.Context, r io.ReaderAt, path string, size int64, mtime ti
 		}
 		m.Hashes[i] = Hash(chunker.Hash(b))
 		sum.Write(b)
+		if hashed != nil {
+			hashed.Add(int64(len(b)))
+		}
 	}
 	d := sum.Digests()
 	m.XXH3128, m.SHA256 = d.XXH3128, d.SHA256

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,12 +37,22 @@ func httpStatus(err error) (int, string) {
 	return http.StatusInternalServerError, "internal error"
 }
 
+// statusClientClosed is what the access log records for a request whose
+// client left before the answer.
+const statusClientClosed = 499
+
 // handleError writes err as a JSON body {"error": "...", "status": N}.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
 	code, msg := httpStatus(err)
+	if c.Request().Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		// The client left: nobody reads the answer, and it is no fault of
+		// the server's. 499 is nginx's "client closed request", for the log.
+		c.Response().Status = statusClientClosed
+		return
+	}
 	if code == http.StatusInternalServerError {
 		s.log.Error("internal error", "path", c.Request().URL.Path, "err", err)
 	}

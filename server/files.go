@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferry-dev/ferry/manifest"
@@ -100,7 +101,10 @@ func (s *Server) manifestOf(ctx context.Context, f *file) (*manifest.Manifest, e
 		if own.key(s.cfg.BlockSize) != key {
 			return nil, errChangedVersion
 		}
-		m, err := manifest.Build(ctx, g, f.rel, info.Size(), info.ModTime(), s.cfg.BlockSize)
+		hashed := new(atomic.Int64)
+		s.hashing.Store(key, hashed)
+		defer s.hashing.Delete(key)
+		m, err := manifest.BuildCounting(ctx, g, f.rel, info.Size(), info.ModTime(), s.cfg.BlockSize, hashed)
 		if err != nil && !own.unchanged() {
 			return nil, errChangedVersion // truncated while it was read
 		}
@@ -123,9 +127,17 @@ func (s *Server) handleManifest(c echo.Context) error {
 	if err := checkPin(c.Request(), f.etag); err != nil {
 		return err
 	}
-	m, err := s.manifestOf(c.Request().Context(), f)
+	// A manifest still being hashed does not hold the request silent past
+	// a proxy's idle timeout: after ManifestWait the client is told how far
+	// the hashing is and when to ask again.
+	ctx, cancel := context.WithTimeoutCause(c.Request().Context(), s.cfg.ManifestWait, errNotReady)
+	defer cancel()
+	m, err := s.manifestOf(ctx, f)
 	if errors.Is(err, errChangedVersion) {
 		return errChanging // it changed while it was hashed: the next version may settle
+	}
+	if err != nil && context.Cause(ctx) == errNotReady && c.Request().Context().Err() == nil {
+		return s.notReady(c, f)
 	}
 	if err != nil {
 		return err
@@ -133,6 +145,24 @@ func (s *Server) handleManifest(c echo.Context) error {
 	c.Response().Header().Set("ETag", `"`+m.ETag+`"`)
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	return c.JSON(http.StatusOK, m)
+}
+
+// errNotReady is the cause of a manifest wait that ran out.
+var errNotReady = errors.New("manifest not ready")
+
+// notReady answers 503 for a manifest still being hashed, with how far it
+// is: a client that sees the count grow keeps waiting.
+func (s *Server) notReady(c echo.Context, f *file) error {
+	var hashed int64
+	if v, ok := s.hashing.Load(f.key(s.cfg.BlockSize)); ok {
+		hashed = v.(*atomic.Int64).Load()
+	}
+	size := f.info.Size()
+	c.Response().Header().Set("Retry-After", "1")
+	return c.JSON(http.StatusServiceUnavailable, map[string]any{
+		"error":  fmt.Sprintf("the manifest of %s is not ready: %d of %d bytes hashed", f.rel, hashed, size),
+		"status": http.StatusServiceUnavailable, "hashed": hashed, "size": size,
+	})
 }
 
 // Entry is one file in the /api/files listing.

@@ -37,6 +37,11 @@ type Config struct {
 	WriteTimeout time.Duration
 	// CacheDir keeps computed manifests across restarts. Empty: memory only.
 	CacheDir string
+	// ManifestWait is how long a /manifest/ request waits for a manifest
+	// still being hashed before it is answered 503 with the progress and
+	// Retry-After; keep it below the idle timeouts of proxies in front.
+	// Default 5 s.
+	ManifestWait time.Duration
 	// Logger receives access logs. Default: discard.
 	Logger *slog.Logger
 	// ReadHeaderTimeout bounds how long a client may take to send its
@@ -71,6 +76,9 @@ func (c *Config) setDefaults() error {
 	if c.Retry <= 0 {
 		c.Retry = 1500 * time.Millisecond
 	}
+	if c.ManifestWait <= 0 {
+		c.ManifestWait = 5 * time.Second
+	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 15 * time.Second
 	}
@@ -102,8 +110,11 @@ type Server struct {
 	cfg   Config
 	root  *os.Root
 	cache *manifest.Cache
-	echo  *echo.Echo
-	log   *slog.Logger
+	// hashing maps the manifest.Key of each manifest being built to its
+	// bytes hashed so far (*atomic.Int64).
+	hashing sync.Map
+	echo    *echo.Echo
+	log     *slog.Logger
 
 	// done is closed by Shutdown: open streams end after their current
 	// block. closing, under mu, keeps new streams from starting after that.
