@@ -45,19 +45,19 @@ func ParseFrame(p []byte) (Frame, error) {
 			return f, s.fail("want a key")
 		}
 		switch string(key) {
-		case "offset":
+		case FieldOffset:
 			n, ok := s.uint()
 			if !ok {
 				return f, s.fail("offset is not a non-negative integer")
 			}
 			f.Offset, seen = n, seen|1
-		case "length":
+		case FieldLength:
 			n, ok := s.uint()
 			if !ok || n > MaxBlockSize {
 				return f, s.fail("length is not an integer in range")
 			}
 			f.Length, seen = int(n), seen|2
-		case "hash":
+		case FieldHash:
 			v, ok := s.rawString()
 			if !ok {
 				return f, s.fail("hash is not a string")
@@ -67,7 +67,7 @@ func ParseFrame(p []byte) (Frame, error) {
 				return f, err
 			}
 			f.Hash, seen = h, seen|4
-		case "encoding":
+		case FieldEncoding:
 			v, ok := s.rawString()
 			if !ok {
 				return f, s.fail("encoding is not a string")
@@ -85,7 +85,7 @@ func ParseFrame(p []byte) (Frame, error) {
 				return f, fmt.Errorf("%w: %q", ErrEncoding, v)
 			}
 			seen |= 8
-		case "data":
+		case FieldData:
 			v, ok := s.rawString()
 			if !ok {
 				return f, s.fail("data is not a string")

@@ -116,15 +116,15 @@ func (e *Encoder) FrameWith(off int64, raw []byte, hash uint64, codec string) []
 	f := e.frame[:0]
 	f = append(f, "id: "...)
 	f = strconv.AppendInt(f, off, 10)
-	f = append(f, "\nevent: block\ndata: {\"offset\":"...)
+	f = append(f, frameOffset...)
 	f = strconv.AppendInt(f, off, 10)
-	f = append(f, ",\"length\":"...)
+	f = append(f, frameLength...)
 	f = strconv.AppendInt(f, int64(len(raw)), 10)
-	f = append(f, ",\"hash\":\""...)
+	f = append(f, frameHash...)
 	f = appendHash(f, hash)
-	f = append(f, "\",\"encoding\":\""...)
+	f = append(f, frameEncoding...)
 	f = append(f, enc...)
-	f = append(f, "\",\"data\":\""...)
+	f = append(f, frameData...)
 	n := len(f)
 	f = grow(f, stdEncoding.EncodedLen(len(payload)))
 	stdEncoding.Encode(f[n:], payload)
@@ -132,6 +132,16 @@ func (e *Encoder) FrameWith(off int64, raw []byte, hash uint64, codec string) []
 	e.frame = f
 	return f
 }
+
+// The pieces of a block event around its values, spelled from the
+// protocol's names (constant expressions: nothing is built at run time).
+const (
+	frameOffset   = "\nevent: " + EventBlock + "\ndata: {\"" + FieldOffset + "\":"
+	frameLength   = ",\"" + FieldLength + "\":"
+	frameHash     = ",\"" + FieldHash + "\":\""
+	frameEncoding = "\",\"" + FieldEncoding + "\":\""
+	frameData     = "\",\"" + FieldData + "\":\""
+)
 
 // LastEncoding returns the encoding of the latest frame.
 func (e *Encoder) LastEncoding() string { return e.lastEnc }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferry-dev/ferry/chunker"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 )
@@ -112,7 +113,7 @@ func (s *Server) cors() echo.MiddlewareFunc {
 			return slices.Contains(origins, origin) || !s.cfg.CORSCredentials && slices.Contains(origins, "*"), nil
 		},
 		AllowMethods:     []string{http.MethodGet, http.MethodHead, http.MethodOptions},
-		AllowHeaders:     []string{"Authorization", "Last-Event-ID", "Range", "If-Match", "If-Range", "Cache-Control"},
+		AllowHeaders:     []string{"Authorization", chunker.HeaderLastEventID, chunker.HeaderRange, "If-Match", "If-Range", "Cache-Control"},
 		ExposeHeaders:    []string{"ETag", "Content-Range", "Retry-After"},
 		AllowCredentials: s.cfg.CORSCredentials,
 		MaxAge:           600,

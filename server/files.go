@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferry-dev/ferry/chunker"
 	"github.com/ferry-dev/ferry/manifest"
 	"github.com/ferry-dev/ferry/server/web"
 	"github.com/labstack/echo/v4"
@@ -49,7 +50,7 @@ func (s *Server) open(r *http.Request, prefix string) (*file, error) {
 
 // checkPin enforces a version pin (query v= or If-Match) against etag.
 func checkPin(r *http.Request, etag string) error {
-	if v := r.URL.Query().Get("v"); v != "" && !matchesETag(v, etag) {
+	if v := r.URL.Query().Get(chunker.QueryVersion); v != "" && !matchesETag(v, etag) {
 		return &pinError{etag: etag}
 	}
 	if h := r.Header.Get("If-Match"); h != "" && !matchesETag(h, etag) {
@@ -69,7 +70,7 @@ func (e *pinError) Is(target error) bool { return target == errChangedVersion }
 // handleFile serves raw bytes with Range, If-Range and ETag, so that curl -C -,
 // wget -c and aria2c resume against the same server.
 func (s *Server) handleFile(c echo.Context) error {
-	f, err := s.open(c.Request(), "/files/")
+	f, err := s.open(c.Request(), chunker.PathFiles)
 	if err != nil {
 		return err
 	}
@@ -119,7 +120,7 @@ func (s *Server) manifestOf(ctx context.Context, f *file) (*manifest.Manifest, e
 }
 
 func (s *Server) handleManifest(c echo.Context) error {
-	f, err := s.open(c.Request(), "/manifest/")
+	f, err := s.open(c.Request(), chunker.PathManifest)
 	if err != nil {
 		return err
 	}

@@ -159,11 +159,11 @@ func (s *Server) routes() *echo.Echo {
 	if len(s.cfg.CORSOrigins) > 0 {
 		e.Use(s.cors())
 	}
-	e.GET("/sse/*", s.handleStream, s.authorize("/sse/"))
-	e.GET("/files/*", s.handleFile, s.authorize("/files/"))
-	e.HEAD("/files/*", s.handleFile, s.authorize("/files/"))
-	e.GET("/manifest/*", s.handleManifest, s.authorize("/manifest/"))
-	e.GET("/api/files", s.handleList, s.authorize(""))
+	e.GET(chunker.PathSSE+"*", s.handleStream, s.authorize(chunker.PathSSE))
+	e.GET(chunker.PathFiles+"*", s.handleFile, s.authorize(chunker.PathFiles))
+	e.HEAD(chunker.PathFiles+"*", s.handleFile, s.authorize(chunker.PathFiles))
+	e.GET(chunker.PathManifest+"*", s.handleManifest, s.authorize(chunker.PathManifest))
+	e.GET(chunker.PathList, s.handleList, s.authorize(""))
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/", s.handleAsset)
 	e.GET("/:asset", s.handleAsset)
