@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,22 +9,16 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
-	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
-	"time"
 
 	"github.com/ferry-dev/ferry/chunker"
+	harness "github.com/ferry-dev/ferry/internal/bench"
 	"github.com/ferry-dev/ferry/server/servertest"
 )
 
@@ -94,7 +87,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		defer os.RemoveAll(*dir)
 	}
 	b.data, b.out, b.cache = filepath.Join(*dir, "data"), filepath.Join(*dir, "out"), filepath.Join(*dir, "cache")
-	loadStart := loadAverage()
+	loadStart := harness.LoadAverage()
 	if err := b.prepare(ctx, cases); err != nil {
 		return b.fail(ctx, err)
 	}
@@ -102,28 +95,37 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return b.fail(ctx, err)
 	}
 
-	// Rounds run every case once, so that repeats of a case are spread
-	// over the run like the cases they are compared with.
+	results, err := b.rounds(ctx, cases, *repeat)
+	if err != nil {
+		return b.fail(ctx, err)
+	}
+	report(stdout, reportInput{
+		command: "ferry " + strings.Join(append([]string{"bench"}, args...), " "),
+		size:    b.size, blockSize: b.blockSize, rate: b.rate, repeat: *repeat, curl: curlErr == nil,
+		loadStart: loadStart, loadEnd: harness.LoadAverage(), cases: cases, results: results,
+	})
+	return exitOK
+}
+
+// rounds runs every case once per round, so that repeats of a case are
+// spread over the run like the cases they are compared with, and keeps the
+// fastest run of each.
+func (b *bench) rounds(ctx context.Context, cases []benchCase, repeat int) (map[string]benchResult, error) {
 	results := make(map[string]benchResult)
-	for round := range *repeat {
+	for round := range repeat {
 		for i, c := range cases {
 			r, err := b.run(ctx, c)
 			if err != nil {
-				return b.fail(ctx, err)
+				return nil, err
 			}
-			fmt.Fprintf(stderr, "ferry bench: round %d/%d, case %d/%d: %-32s %7.2f s %8.1f MiB/s\n",
-				round+1, *repeat, i+1, len(cases), c.name, r.seconds, float64(b.size)/r.seconds/(1<<20))
+			fmt.Fprintf(b.log, "ferry bench: round %d/%d, case %d/%d: %-32s %7.2f s %8.1f MiB/s\n",
+				round+1, repeat, i+1, len(cases), c.name, r.seconds, float64(b.size)/r.seconds/(1<<20))
 			if best, ok := results[c.name]; !ok || r.seconds < best.seconds {
 				results[c.name] = r
 			}
 		}
 	}
-	report(stdout, reportInput{
-		command: "ferry " + strings.Join(append([]string{"bench"}, args...), " "),
-		size:    b.size, blockSize: b.blockSize, rate: b.rate, repeat: *repeat, curl: curlErr == nil,
-		loadStart: loadStart, loadEnd: loadAverage(), cases: cases, results: results,
-	})
-	return exitOK
+	return results, nil
 }
 
 // byteRate is a flag.Value for a bandwidth such as 50MiB/s (or 50MiB, 50MB/s:
@@ -303,8 +305,8 @@ func writeSampleFile(p, kind string, size int64) error {
 }
 
 // startServer starts a "ferry serve" of the data files.
-func (b *bench) startServer(ctx context.Context) (*serverProc, error) {
-	return startServer(ctx, b.exe, b.data, b.cache, b.blockSize)
+func (b *bench) startServer(ctx context.Context) (*harness.Server, error) {
+	return harness.StartServer(ctx, b.exe, b.data, b.cache, b.blockSize)
 }
 
 // warmManifests has a server hash each file into the manifest cache on disk
@@ -315,31 +317,13 @@ func (b *bench) warmManifests(ctx context.Context, cases []benchCase) error {
 	if err != nil {
 		return err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 	for _, kind := range kinds(cases) {
-		if err := getDiscard(ctx, srv.base()+"/manifest/"+kind+".bin"); err != nil {
+		if err := harness.GetDiscard(ctx, srv.Base()+chunker.PathManifest+kind+".bin"); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// getDiscard GETs u and reads its body to the end.
-func getDiscard(ctx context.Context, u string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	return err
 }
 
 // benchResult is what one run of a case measured.
@@ -385,8 +369,8 @@ func (b *bench) run(ctx context.Context, c benchCase) (benchResult, error) {
 	if err != nil {
 		return r, err
 	}
-	defer srv.stop()
-	addr := srv.addr
+	defer srv.Stop()
+	addr := srv.Addr
 	var proxy *servertest.Proxy
 	if c.slow || c.cuts > 0 {
 		plan := func(int) servertest.Fault { return servertest.Fault{BytesPerSecond: b.rate} }
@@ -399,41 +383,23 @@ func (b *bench) run(ctx context.Context, c benchCase) (benchResult, error) {
 		defer proxy.Close()
 		addr = proxy.Addr
 	}
-	base := "http://" + addr
-	var argv []string
-	switch c.client {
-	case "http":
-		argv = []string{b.exe, "bench", "fetch", base + "/files/" + file, out}
-	case "curl":
-		argv = []string{"curl", "-sSf", "-o", out, base + "/files/" + file}
-	case "ferry":
-		// Not --json, which implies --sha256: the progress lines tell the
-		// bytes fetched and the reconnects.
-		argv = []string{b.exe, "get", base + "/sse/" + file, "-o", out, "--progress", "json", "--parallel", strconv.Itoa(c.parallel)}
-		if c.codec == "identity" {
-			argv = append(argv, "--no-compression")
-		}
-		if c.sha256 {
-			argv = append(argv, "--sha256")
-		}
-	}
-
-	if err := srv.sync(ctx); err != nil {
+	argv := b.argv(c, "http://"+addr, file, out)
+	if err := srv.Sync(ctx); err != nil {
 		return r, err
 	}
-	cpu0, _ := srv.sample()
-	wire0 := srv.wire.Load()
-	u, err := runChild(ctx, argv)
+	cpu0, _ := srv.Sample()
+	wire0 := srv.Wire.Load()
+	u, err := harness.RunChild(ctx, argv)
 	if err != nil {
 		return r, fmt.Errorf("%s: %w", c.name, err)
 	}
-	if err := srv.sync(ctx); err != nil { // the server has logged the case's requests
+	if err := srv.Sync(ctx); err != nil { // the server has logged the case's requests
 		return r, err
 	}
-	cpu1, hwm := srv.sample()
-	r.seconds, r.clientCPU, r.clientRSS = u.seconds, u.cpu, u.maxRSS
+	cpu1, hwm := srv.Sample()
+	r.seconds, r.clientCPU, r.clientRSS = u.Seconds, u.CPU, u.MaxRSS
 	r.serverCPU, r.serverRSS = cpu1-cpu0, hwm
-	r.wire = srv.wire.Load() - wire0
+	r.wire = srv.Wire.Load() - wire0
 	if proxy != nil {
 		r.proxied = proxy.BytesDown()
 	}
@@ -441,13 +407,34 @@ func (b *bench) run(ctx context.Context, c benchCase) (benchResult, error) {
 		return r, fmt.Errorf("%s: %s is not the %d bytes of %s", c.name, out, b.size, file)
 	}
 	if c.client == "ferry" {
-		p, err := lastProgress(u.stderr)
+		p, err := lastProgress(u.Stderr)
 		if err != nil || p.Phase != "done" || p.Size != b.size {
-			return r, fmt.Errorf("%s: ferry get --progress json ended without a done line (%v): %q", c.name, err, u.stderr)
+			return r, fmt.Errorf("%s: ferry get --progress json ended without a done line (%v): %q", c.name, err, u.Stderr)
 		}
 		r.fetched, r.cuts = p.Fetched, p.Reconnects
 	}
 	return r, nil
+}
+
+// argv is the command line of case c's client, downloading file from the
+// server at base to out.
+func (b *bench) argv(c benchCase, base, file, out string) []string {
+	switch c.client {
+	case "http":
+		return []string{b.exe, "bench", "fetch", base + chunker.PathFiles + file, out}
+	case "curl":
+		return []string{"curl", "-sSf", "-o", out, base + chunker.PathFiles + file}
+	}
+	// Not --json, which implies --sha256: the progress lines tell the
+	// bytes fetched and the reconnects.
+	argv := []string{b.exe, "get", base + chunker.PathSSE + file, "-o", out, "--progress", "json", "--parallel", strconv.Itoa(c.parallel)}
+	if c.codec == "identity" {
+		argv = append(argv, "--no-compression")
+	}
+	if c.sha256 {
+		argv = append(argv, "--sha256")
+	}
+	return argv
 }
 
 // lastProgress returns the last progress line of ferry get --progress json.
@@ -472,17 +459,17 @@ func (b *bench) uncutBytes(ctx context.Context, file, codec string) (int64, erro
 	if err != nil {
 		return 0, err
 	}
-	defer srv.stop()
-	p, err := servertest.NewProxy(srv.addr, nil)
+	defer srv.Stop()
+	p, err := servertest.NewProxy(srv.Addr, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer p.Close()
-	u := "http://" + p.Addr + "/sse/" + file
+	u := "http://" + p.Addr + chunker.PathSSE + file
 	if codec != "identity" {
 		u += "?encoding=s2,zstd,gzip"
 	}
-	if err := getDiscard(ctx, u); err != nil {
+	if err := harness.GetDiscard(ctx, u); err != nil {
 		return 0, err
 	}
 	return p.BytesDown(), nil
@@ -513,197 +500,6 @@ func cutPlan(n int, total int64, seed uint64) func(int) servertest.Fault {
 	}
 }
 
-// childUsage is what a finished child process used.
-type childUsage struct {
-	seconds float64
-	cpu     float64 // user + system seconds
-	maxRSS  int64   // bytes; -1 unknown
-	stdout  []byte
-	stderr  []byte
-}
-
-// runChild runs argv to completion.
-func runChild(ctx context.Context, argv []string) (childUsage, error) {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	err := cmd.Run()
-	u := childUsage{seconds: time.Since(start).Seconds(), maxRSS: -1, stdout: out.Bytes(), stderr: errb.Bytes()}
-	if err != nil {
-		return u, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(errb.String()))
-	}
-	u.cpu = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		u.maxRSS = int64(ru.Maxrss)
-		if runtime.GOOS != "darwin" { // Linux counts KiB, macOS bytes
-			u.maxRSS <<= 10
-		}
-	}
-	return u, nil
-}
-
-// serverProc is the "ferry serve" child.
-type serverProc struct {
-	cmd     *exec.Cmd
-	addr    string       // host:port it listens on
-	wire    atomic.Int64 // response body bytes it logged, /healthz excepted
-	healthz chan struct{}
-	exited  chan struct{}
-
-	mu   sync.Mutex
-	tail []string // its last lines of stderr that are not access logs
-}
-
-func startServer(ctx context.Context, exe, root, cacheDir string, blockSize int) (*serverProc, error) {
-	s := &serverProc{healthz: make(chan struct{}, 1), exited: make(chan struct{})}
-	s.cmd = exec.Command(exe, "serve", "--root", root, "--addr", "127.0.0.1:0", "--block-size", strconv.Itoa(blockSize),
-		"--log", "json", "--cache-dir", cacheDir)
-	stdout, err := s.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go s.readLog(stderr) // exits when the server closes stderr
-	addrs := make(chan string, 1)
-	go func() { // exits when the server closes stdout
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := serveAddr.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addrs <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	go func() { s.cmd.Wait(); close(s.exited) }() // exits with the server
-	select {
-	case s.addr = <-addrs:
-		return s, nil
-	case <-s.exited:
-		return nil, fmt.Errorf("ferry serve exited: %s", s.lastLines())
-	case <-time.After(30 * time.Second):
-		s.stop()
-		return nil, errors.New("ferry serve printed no address within 30s")
-	case <-ctx.Done():
-		s.stop()
-		return nil, ctx.Err()
-	}
-}
-
-var serveAddr = regexp.MustCompile(`http://(127\.0\.0\.1:\d+)/`)
-
-func (s *serverProc) base() string { return "http://" + s.addr }
-
-// readLog adds up the bytes of the server's access log lines and signals
-// each /healthz request.
-func (s *serverProc) readLog(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var l struct {
-			Msg   string `json:"msg"`
-			Path  string `json:"path"`
-			Bytes int64  `json:"bytes"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Msg == "" {
-			s.mu.Lock()
-			s.tail = append(s.tail, sc.Text())
-			if len(s.tail) > 5 {
-				s.tail = s.tail[1:]
-			}
-			s.mu.Unlock()
-			continue
-		}
-		switch {
-		case l.Msg != "request":
-		case l.Path == "/healthz":
-			select {
-			case s.healthz <- struct{}{}:
-			default:
-			}
-		default:
-			s.wire.Add(l.Bytes)
-		}
-	}
-}
-
-func (s *serverProc) lastLines() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.tail, "\n")
-}
-
-// sync returns once the server has logged every request answered so far:
-// it logs a /healthz request made after them.
-func (s *serverProc) sync(ctx context.Context) error {
-	select {
-	case <-s.healthz:
-	default:
-	}
-	if err := getDiscard(ctx, s.base()+"/healthz"); err != nil {
-		return err
-	}
-	select {
-	case <-s.healthz:
-		return nil
-	case <-s.exited:
-		return fmt.Errorf("ferry serve exited: %s", s.lastLines())
-	case <-time.After(10 * time.Second):
-		return errors.New("ferry serve did not log a request within 10s")
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// sample returns the server's CPU seconds and peak RSS so far, or -1 where
-// /proc cannot tell.
-func (s *serverProc) sample() (cpu float64, hwm int64) {
-	pid := s.cmd.Process.Pid
-	cpu, hwm = -1, -1
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		// Fields after the parenthesised command: utime and stime are the
-		// 12th and 13th, in clock ticks of 1/100 s on Linux.
-		if i := bytes.LastIndexByte(b, ')'); i >= 0 {
-			if f := strings.Fields(string(b[i+1:])); len(f) > 12 {
-				ut, err1 := strconv.ParseInt(f[11], 10, 64)
-				st, err2 := strconv.ParseInt(f[12], 10, 64)
-				if err1 == nil && err2 == nil {
-					cpu = float64(ut+st) / 100
-				}
-			}
-		}
-	}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-				if kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64); err == nil {
-					hwm = kb << 10
-				}
-			}
-		}
-	}
-	return cpu, hwm
-}
-
-// stop ends the server with SIGTERM, or kills it after a grace period.
-func (s *serverProc) stop() {
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.exited
-	}
-}
-
 // runBenchFetch is the plain HTTP baseline: "ferry bench fetch URL FILE"
 // GETs URL with net/http, copies the body to FILE with io.Copy and syncs
 // it, the same durability ferry get provides.
@@ -712,66 +508,11 @@ func runBenchFetch(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: ferry bench fetch URL FILE")
 		return exitUsage
 	}
-	if err := fetchPlain(ctx, args[0], args[1]); err != nil {
+	if err := harness.FetchPlain(ctx, args[0], args[1]); err != nil {
 		fmt.Fprintf(stderr, "ferry bench fetch: %v\n", err)
 		return exitFailure
 	}
 	return exitOK
-}
-
-func fetchPlain(ctx context.Context, u, out string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := (&http.Client{}).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	f, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// loadAverage returns the 1, 5 and 15 minute load averages, or "?".
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "?"
-}
-
-// machine describes the computer and the toolchain.
-func machine() string {
-	cpu := runtime.GOARCH
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	kernel := ""
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		kernel = " " + strings.TrimSpace(string(b))
-	}
-	return fmt.Sprintf("%s, %d cores, %s/%s%s, %s", cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, kernel, runtime.Version())
 }
 
 type reportInput struct {
@@ -802,7 +543,7 @@ func report(w io.Writer, in reportInput) {
 		return strconv.FormatFloat(s/gib, 'f', 2, 64)
 	}
 	fmt.Fprintf(w, "command: %s\n", in.command)
-	fmt.Fprintf(w, "machine: %s\n", machine())
+	fmt.Fprintf(w, "machine: %s\n", harness.Machine())
 	fmt.Fprintf(w, "load:    %s at start, %s at end (1, 5, 15 min)\n", in.loadStart, in.loadEnd)
 	best := ""
 	if in.repeat > 1 {

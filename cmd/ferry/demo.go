@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ferry-dev/ferry/chunker"
 	"github.com/ferry-dev/ferry/client"
 	"github.com/ferry-dev/ferry/server"
 	"github.com/ferry-dev/ferry/server/servertest"
@@ -73,30 +74,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "ferry demo: serving %s on http://%s, downloading through a proxy that cuts every connection after %s\n\n",
 		*root, ln.Addr(), formatSize(int64(cutAt)))
 	fmt.Fprintf(stdout, "%-28s %10s %6s %10s  %s\n", "file", "bytes", "cuts", "verified", "sha256")
-	failed := 0
 	// One Client for every file: their downloads share its connections.
 	c := &client.Client{Retries: 20, IdleTimeout: 10 * time.Second}
 	defer c.Close()
-	filepath.WalkDir(*root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || ctx.Err() != nil {
-			return nil
-		}
-		rel, _ := filepath.Rel(*root, p)
-		out := filepath.Join(dir, filepath.Base(p))
-		res, err := c.Download(ctx, "http://"+proxy.Addr+"/sse/"+escapePath(filepath.ToSlash(rel)), out,
-			client.Options{Force: true, SHA256: true})
-		if err != nil {
-			failed++
-			fmt.Fprintf(stdout, "%-28s FAILED: %v\n", rel, err)
-			return nil
-		}
-		ok := "yes"
-		if want, err := fileSHA256(p); err != nil || want != res.SHA256 {
-			ok, failed = "NO", failed+1
-		}
-		fmt.Fprintf(stdout, "%-28s %10d %6d %10s  %s\n", rel, res.Size, res.Reconnects, ok, res.SHA256)
-		return nil
-	})
+	failed := downloadAll(ctx, c, *root, "http://"+proxy.Addr, dir, stdout)
 	if ctx.Err() != nil {
 		return interruptCode(ctx)
 	}
@@ -119,4 +100,31 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// downloadAll downloads every file below root from the server at base into
+// dir, checks each against the file it came from, prints a line for each
+// and returns how many failed.
+func downloadAll(ctx context.Context, c *client.Client, root, base, dir string, stdout io.Writer) (failed int) {
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || ctx.Err() != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, p)
+		out := filepath.Join(dir, filepath.Base(p))
+		res, err := c.Download(ctx, base+chunker.PathSSE+escapePath(filepath.ToSlash(rel)), out,
+			client.Options{Force: true, SHA256: true})
+		if err != nil {
+			failed++
+			fmt.Fprintf(stdout, "%-28s FAILED: %v\n", rel, err)
+			return nil
+		}
+		ok := "yes"
+		if want, err := fileSHA256(p); err != nil || want != res.SHA256 {
+			ok, failed = "NO", failed+1
+		}
+		fmt.Fprintf(stdout, "%-28s %10d %6d %10s  %s\n", rel, res.Size, res.Reconnects, ok, res.SHA256)
+		return nil
+	})
+	return failed
 }

@@ -21,112 +21,36 @@ import (
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("ferry serve", flag.ContinueOnError)
-	root := fs.String("root", "", "folder to serve (default: ./testdata, the sample files)")
-	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
-	blockSize := byteSize(chunker.DefaultBlockSize)
-	fs.Var(&blockSize, "block-size", "block size, 1KiB to 16MiB")
-	retry := fs.Duration("retry", 1500*time.Millisecond, "reconnection delay sent to clients")
-	heartbeat := fs.Duration("heartbeat", 15*time.Second, "idle time after which a stream sends a ping comment")
-	writeTimeout := fs.Duration("write-timeout", 30*time.Second, "drop a client that accepts no bytes for this long")
-	headerTimeout := fs.Duration("read-header-timeout", 10*time.Second, "drop a client that has not sent its request headers by then")
-	cacheDir := fs.String("cache-dir", defaultCacheDir(), "folder keeping block hashes across restarts")
-	noCache := fs.Bool("no-cache", false, "keep block hashes in memory only")
-	logFormat := fs.String("log", "text", "access log format on stderr: text, json or none")
-	grace := fs.Duration("shutdown-timeout", 5*time.Second, "how long SIGINT/SIGTERM waits for open streams to end")
-	maxStreams := fs.Int("max-streams", 0, "concurrent streams at most; more get 503 with Retry-After (0: no limit)")
-	var tokens, corsOrigins listFlag
-	fs.Var(&tokens, "token", "bearer token required for the file endpoints (repeatable; prefer --token-file)")
-	tokenFile := fs.String("token-file", "", "file of bearer tokens, one per line")
-	signKeyFile := fs.String("sign-key-file", "", "HMAC key for signed URLs (ferry sign); also requires a token or signature")
-	fs.Var(&corsOrigins, "cors-origin", "origin allowed to read the files from a page (repeatable, or comma-separated; * for any)")
-	corsCreds := fs.Bool("cors-credentials", false, "allow credentials (cookies, Authorization) from the allowed origins")
-	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); serves HTTPS and HTTP/2")
-	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: ferry serve [--root DIR] [--addr HOST:PORT] [--block-size 256KiB] [flags]")
-		fs.PrintDefaults()
-	}
-	if code := parseFlags(fs, args, stderr); code >= 0 {
+	f := newServeFlags(stderr)
+	if code := parseFlags(f.fs, args, stderr); code >= 0 {
 		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ferry serve: unexpected argument %q (the folder goes in --root)\n", fs.Arg(0))
-		return exitUsage
+	cfg, code := f.config(stderr)
+	if code >= 0 {
+		return code
 	}
-	if err := chunker.CheckBlockSize(int(blockSize)); err != nil {
-		fmt.Fprintf(stderr, "ferry serve: --block-size %s: must be between 1KiB and 16MiB\n", blockSize.String())
-		return exitUsage
-	}
-	if *root == "" {
-		*root = "testdata"
-		if st, err := os.Stat(*root); err != nil || !st.IsDir() {
-			fmt.Fprintln(stderr, "ferry serve: no --root given and no ./testdata folder here; pass --root DIR")
-			return exitUsage
-		}
-	}
-	var logger *slog.Logger
-	switch *logFormat {
-	case "text":
-		logger = slog.New(slog.NewTextHandler(stderr, nil))
-	case "json":
-		logger = slog.New(slog.NewJSONHandler(stderr, nil))
-	case "none":
-		logger = slog.New(slog.DiscardHandler)
-	default:
-		fmt.Fprintf(stderr, "ferry serve: --log %q: want text, json or none\n", *logFormat)
-		return exitUsage
-	}
-	if *noCache {
-		*cacheDir = ""
-	}
-	if (*tlsCert == "") != (*tlsKey == "") {
-		fmt.Fprintln(stderr, "ferry serve: --tls-cert and --tls-key go together")
-		return exitUsage
-	}
-	if *tokenFile != "" {
-		more, err := readLines(*tokenFile)
-		if err != nil {
-			fmt.Fprintf(stderr, "ferry serve: --token-file: %v\n", err)
-			return exitUsage
-		}
-		tokens = append(tokens, more...)
-	}
-	var signKey []byte
-	if *signKeyFile != "" {
-		var err error
-		if signKey, err = readKey(*signKeyFile); err != nil {
-			fmt.Fprintf(stderr, "ferry serve: --sign-key-file: %v\n", err)
-			return exitUsage
-		}
-	}
-
-	srv, err := server.New(server.Config{
-		Root: *root, BlockSize: int(blockSize), Retry: *retry, Heartbeat: *heartbeat,
-		WriteTimeout: *writeTimeout, ReadHeaderTimeout: *headerTimeout, CacheDir: *cacheDir, Logger: logger, MaxStreams: *maxStreams,
-		Tokens: tokens, SignKey: signKey, CORSOrigins: corsOrigins, CORSCredentials: *corsCreds,
-	})
+	srv, err := server.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry serve: %v\n", err)
 		return exitFailure
 	}
 	defer srv.Close()
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", *f.addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry serve: %v\n", err)
 		return exitFailure
 	}
 	hs := srv.HTTPServer(ln.Addr().String())
 	base := "http://" + ln.Addr().String()
-	if *tlsCert != "" {
+	if *f.tlsCert != "" {
 		base = "https://" + ln.Addr().String()
 	}
-	printWelcome(stdout, base, *root, int(blockSize))
+	printWelcome(stdout, base, cfg.Root, cfg.BlockSize)
 
 	served := make(chan error, 1)
 	go func() { // exits when hs is shut down
-		if *tlsCert != "" {
-			served <- hs.ServeTLS(ln, *tlsCert, *tlsKey) // HTTP/2 is negotiated by ALPN
+		if *f.tlsCert != "" {
+			served <- hs.ServeTLS(ln, *f.tlsCert, *f.tlsKey) // HTTP/2 is negotiated by ALPN
 		} else {
 			served <- hs.Serve(ln)
 		}
@@ -137,11 +61,125 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitFailure
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down", "cause", context.Cause(ctx).Error())
-	sctx, cancel := context.WithTimeout(context.Background(), *grace)
+	cfg.Logger.Info("shutting down", "cause", context.Cause(ctx).Error())
+	drain(srv, hs, *f.grace)
+	return exitOK
+}
+
+// serveFlags are the flags of ferry serve.
+type serveFlags struct {
+	fs                              *flag.FlagSet
+	root, addr, cacheDir, logFormat *string
+	tokenFile, signKeyFile          *string
+	tlsCert, tlsKey                 *string
+	blockSize                       byteSize
+	retry, heartbeat, writeTimeout  *time.Duration
+	headerTimeout, grace            *time.Duration
+	noCache, corsCreds              *bool
+	maxStreams                      *int
+	tokens, corsOrigins             listFlag
+}
+
+func newServeFlags(stderr io.Writer) *serveFlags {
+	fs := flag.NewFlagSet("ferry serve", flag.ContinueOnError)
+	f := &serveFlags{fs: fs, blockSize: byteSize(chunker.DefaultBlockSize)}
+	f.root = fs.String("root", "", "folder to serve (default: ./testdata, the sample files)")
+	f.addr = fs.String("addr", "127.0.0.1:8080", "address to listen on")
+	fs.Var(&f.blockSize, "block-size", "block size, 1KiB to 16MiB")
+	f.retry = fs.Duration("retry", 1500*time.Millisecond, "reconnection delay sent to clients")
+	f.heartbeat = fs.Duration("heartbeat", 15*time.Second, "idle time after which a stream sends a ping comment")
+	f.writeTimeout = fs.Duration("write-timeout", 30*time.Second, "drop a client that accepts no bytes for this long")
+	f.headerTimeout = fs.Duration("read-header-timeout", 10*time.Second, "drop a client that has not sent its request headers by then")
+	f.cacheDir = fs.String("cache-dir", defaultCacheDir(), "folder keeping block hashes across restarts")
+	f.noCache = fs.Bool("no-cache", false, "keep block hashes in memory only")
+	f.logFormat = fs.String("log", "text", "access log format on stderr: text, json or none")
+	f.grace = fs.Duration("shutdown-timeout", 5*time.Second, "how long SIGINT/SIGTERM waits for open streams to end")
+	f.maxStreams = fs.Int("max-streams", 0, "concurrent streams at most; more get 503 with Retry-After (0: no limit)")
+	fs.Var(&f.tokens, "token", "bearer token required for the file endpoints (repeatable; prefer --token-file)")
+	f.tokenFile = fs.String("token-file", "", "file of bearer tokens, one per line")
+	f.signKeyFile = fs.String("sign-key-file", "", "HMAC key for signed URLs (ferry sign); also requires a token or signature")
+	fs.Var(&f.corsOrigins, "cors-origin", "origin allowed to read the files from a page (repeatable, or comma-separated; * for any)")
+	f.corsCreds = fs.Bool("cors-credentials", false, "allow credentials (cookies, Authorization) from the allowed origins")
+	f.tlsCert = fs.String("tls-cert", "", "TLS certificate file (PEM); serves HTTPS and HTTP/2")
+	f.tlsKey = fs.String("tls-key", "", "TLS private key file (PEM)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: ferry serve [--root DIR] [--addr HOST:PORT] [--block-size 256KiB] [flags]")
+		fs.PrintDefaults()
+	}
+	return f
+}
+
+// config checks the parsed flags and returns the server's configuration,
+// or an exit code ≥ 0 after telling the user what is wrong.
+func (f *serveFlags) config(stderr io.Writer) (server.Config, int) {
+	fail := func(format string, args ...any) (server.Config, int) {
+		fmt.Fprintf(stderr, "ferry serve: "+format+"\n", args...)
+		return server.Config{}, exitUsage
+	}
+	if f.fs.NArg() > 0 {
+		return fail("unexpected argument %q (the folder goes in --root)", f.fs.Arg(0))
+	}
+	if err := chunker.CheckBlockSize(int(f.blockSize)); err != nil {
+		return fail("--block-size %s: must be between 1KiB and 16MiB", f.blockSize.String())
+	}
+	root := *f.root
+	if root == "" {
+		root = "testdata"
+		if st, err := os.Stat(root); err != nil || !st.IsDir() {
+			return fail("no --root given and no ./testdata folder here; pass --root DIR")
+		}
+	}
+	logger, err := newLogger(*f.logFormat, stderr)
+	if err != nil {
+		return fail("--log %q: want text, json or none", *f.logFormat)
+	}
+	cacheDir := *f.cacheDir
+	if *f.noCache {
+		cacheDir = ""
+	}
+	if (*f.tlsCert == "") != (*f.tlsKey == "") {
+		return fail("--tls-cert and --tls-key go together")
+	}
+	tokens := f.tokens
+	if *f.tokenFile != "" {
+		more, err := readLines(*f.tokenFile)
+		if err != nil {
+			return fail("--token-file: %v", err)
+		}
+		tokens = append(tokens, more...)
+	}
+	var signKey []byte
+	if *f.signKeyFile != "" {
+		if signKey, err = readKey(*f.signKeyFile); err != nil {
+			return fail("--sign-key-file: %v", err)
+		}
+	}
+	return server.Config{
+		Root: root, BlockSize: int(f.blockSize), Retry: *f.retry, Heartbeat: *f.heartbeat,
+		WriteTimeout: *f.writeTimeout, ReadHeaderTimeout: *f.headerTimeout, CacheDir: cacheDir, Logger: logger,
+		MaxStreams: *f.maxStreams, Tokens: tokens, SignKey: signKey, CORSOrigins: f.corsOrigins, CORSCredentials: *f.corsCreds,
+	}, -1
+}
+
+// newLogger returns the access log in one of the formats of --log.
+func newLogger(format string, w io.Writer) (*slog.Logger, error) {
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	case "none":
+		return slog.New(slog.DiscardHandler), nil
+	}
+	return nil, fmt.Errorf("unknown log format %q", format)
+}
+
+// drain stops hs accepting and ends the open streams after their current
+// block (clients resume elsewhere or after the restart), waiting up to
+// grace for the handlers to return.
+func drain(srv *server.Server, hs *http.Server, grace time.Duration) {
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	// End the streams (clients resume elsewhere or after the restart) while
-	// the HTTP server stops accepting and waits for handlers to return.
 	go srv.Shutdown(sctx)
 	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		// Streams still blocked writing to clients that read nothing: closing
@@ -152,7 +190,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		defer cancel()
 		srv.Shutdown(wctx)
 	}
-	return exitOK
 }
 
 func defaultCacheDir() string {
@@ -167,20 +204,18 @@ func defaultCacheDir() string {
 func printWelcome(w io.Writer, base, root string, blockSize int) {
 	abs, _ := filepath.Abs(root)
 	fmt.Fprintf(w, "ferry: serving %s at %s/ (block size %s)\n", abs, base, formatSize(int64(blockSize)))
-	fmt.Fprintf(w, "  page:      %s/\n  list:      %s/api/files\n", base, base)
-	var n int
+	fmt.Fprintf(w, "  page:      %s/\n  list:      %s%s\n", base, base, chunker.PathList)
+	// The first file found is the example; stop walking there (the root
+	// may hold millions).
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || n >= 5 {
+		if err != nil || d.IsDir() {
 			return nil
 		}
 		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
-		if n == 0 {
-			fmt.Fprintf(w, "  try:       ferry get %s/sse/%s -o %s\n", base, escapePath(rel), filepath.Base(rel))
-			fmt.Fprintf(w, "             curl -N %s/sse/%s\n", base, escapePath(rel))
-		}
-		n++
-		return nil
+		u := base + chunker.PathSSE + escapePath(filepath.ToSlash(rel))
+		fmt.Fprintf(w, "  try:       ferry get %s -o %s\n", u, filepath.Base(rel))
+		fmt.Fprintf(w, "             curl -N %s\n", u)
+		return fs.SkipAll
 	})
 }
 
