@@ -23,10 +23,17 @@ type Key struct {
 	// elsewhere): a rewrite in place that keeps size and mtime moves it.
 	CTimeNano int64
 	BlockSize int
+	// Version is a remote origin's validator of the file (its ETag); empty
+	// for a local file.
+	Version string
 }
 
 func (k Key) String() string {
-	return fmt.Sprintf("%q size=%d mtime=%d inode=%d ctime=%d bs=%d", k.Path, k.Size, k.MTimeNano, k.Inode, k.CTimeNano, k.BlockSize)
+	s := fmt.Sprintf("%q size=%d mtime=%d inode=%d ctime=%d bs=%d", k.Path, k.Size, k.MTimeNano, k.Inode, k.CTimeNano, k.BlockSize)
+	if k.Version != "" { // a local file's key, and so its file name on disk, stays as it was
+		s += fmt.Sprintf(" version=%q", k.Version)
+	}
+	return s
 }
 
 // Cache holds manifests in memory, bounded to a number of entries, and in a

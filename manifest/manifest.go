@@ -53,6 +53,11 @@ type Manifest struct {
 	SHA256    string    `json:"sha256"`
 }
 
+// SharedSuffix ends the name of a manifest kept beside its file (written by
+// ferry manifest), which every server over shared storage can use instead
+// of hashing the file itself.
+const SharedSuffix = ".ferry-manifest"
+
 // ETag names the version of a file with the given size and modification
 // time cut at blockSize. It reads nothing: equal stats give equal etags.
 func ETag(size int64, mtime time.Time, blockSize int) string {

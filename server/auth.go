@@ -73,7 +73,7 @@ func (s *Server) authorize(prefix string) echo.MiddlewareFunc {
 				if err != nil {
 					return errForbidden // never reveal whether the file exists
 				}
-				f.f.Close()
+				f.Close()
 				if checkSignature(s.cfg.SignKey, q, f.rel, f.etag, time.Now()) {
 					return next(c)
 				}

@@ -31,6 +31,12 @@ func httpStatus(err error) (int, string) {
 		return http.StatusUnauthorized, err.Error()
 	case errors.Is(err, errForbidden):
 		return http.StatusForbidden, err.Error()
+	case errors.Is(err, ErrOriginDenied):
+		return http.StatusForbidden, ErrOriginDenied.Error()
+	case errors.Is(err, ErrOriginUnavailable):
+		return http.StatusServiceUnavailable, ErrOriginUnavailable.Error() // the detail is for the log
+	case errors.Is(err, ErrOriginChanged):
+		return http.StatusServiceUnavailable, errChanging.Error()
 	case errors.As(err, &he):
 		return he.Code, http.StatusText(he.Code)
 	}
@@ -53,8 +59,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 		c.Response().Status = statusClientClosed
 		return
 	}
-	if code == http.StatusInternalServerError {
+	switch {
+	case code == http.StatusInternalServerError:
 		s.log.Error("internal error", "path", c.Request().URL.Path, "err", err)
+	case errors.Is(err, ErrOriginUnavailable), errors.Is(err, ErrOriginDenied):
+		s.log.Warn("origin", "path", c.Request().URL.Path, "err", err)
 	}
 	if code == http.StatusServiceUnavailable {
 		c.Response().Header().Set("Retry-After", "2")

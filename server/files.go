@@ -5,9 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
-	"os"
+	"path"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -17,19 +18,34 @@ import (
 	"github.com/ferry-dev/ferry/manifest"
 	"github.com/ferry-dev/ferry/server/web"
 	"github.com/labstack/echo/v4"
+	"github.com/zeebo/xxh3"
 )
 
 // file is one opened version of a served file.
 type file struct {
 	rel  string
-	f    *os.File
-	info fs.FileInfo
+	obj  Object
+	info ObjectInfo
 	etag string
 }
 
-func (f *file) key(blockSize int) manifest.Key {
-	return manifest.Key{Path: f.rel, Size: f.info.Size(), MTimeNano: f.info.ModTime().UnixNano(), Inode: inode(f.info), CTimeNano: ctime(f.info), BlockSize: blockSize}
+func (f *file) key(blockSize int) manifest.Key { return f.info.key(blockSize) }
+
+func (i ObjectInfo) key(blockSize int) manifest.Key {
+	return manifest.Key{Path: i.Path, Size: i.Size, MTimeNano: i.ModTime.UnixNano(), Inode: i.inode, CTimeNano: i.ctime, BlockSize: blockSize, Version: i.Version}
 }
+
+// etag is the version's etag at a block size. A local file's comes from
+// its size and mtime; a remote one's from the origin's validator instead,
+// so that every replica over the same origin computes the same etag.
+func (i ObjectInfo) etag(blockSize int) string {
+	if i.Version == "" {
+		return manifest.ETag(i.Size, i.ModTime, blockSize)
+	}
+	return fmt.Sprintf("%x-o%016x-%x", i.Size, xxh3.HashString(i.Version), blockSize)
+}
+
+func (f *file) Close() error { return f.obj.Close() }
 
 // open resolves the request path after prefix and opens that file.
 func (s *Server) open(r *http.Request, prefix string) (*file, error) {
@@ -41,11 +57,12 @@ func (s *Server) open(r *http.Request, prefix string) (*file, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, info, err := openFile(s.root, rel)
+	obj, err := s.origin.Open(r.Context(), rel)
 	if err != nil {
 		return nil, err
 	}
-	return &file{rel: rel, f: f, info: info, etag: manifest.ETag(info.Size(), info.ModTime(), s.cfg.BlockSize)}, nil
+	info := obj.Info()
+	return &file{rel: rel, obj: obj, info: info, etag: info.etag(s.cfg.BlockSize)}, nil
 }
 
 // checkPin enforces a version pin (query v= or If-Match) against etag.
@@ -74,14 +91,14 @@ func (s *Server) handleFile(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	defer f.f.Close()
+	defer f.Close()
 	if err := checkPin(c.Request(), f.etag); err != nil {
 		return err
 	}
 	h := c.Response().Header()
 	h.Set("ETag", `"`+f.etag+`"`)
 	h.Set("Accept-Ranges", "bytes")
-	http.ServeContent(c.Response(), c.Request(), f.info.Name(), f.info.ModTime(), f.f)
+	http.ServeContent(c.Response(), c.Request(), path.Base(f.rel), f.info.ModTime, io.NewSectionReader(f.obj, 0, f.info.Size))
 	return nil
 }
 
@@ -93,28 +110,29 @@ func (s *Server) manifestOf(ctx context.Context, f *file) (*manifest.Manifest, e
 	return s.cache.Get(ctx, key, func(ctx context.Context) (*manifest.Manifest, error) {
 		// The computation outlives the request that started it, so it reads
 		// through a handle of its own, checked to be the same version.
-		g, info, err := openFile(s.root, f.rel)
+		g, err := s.origin.Open(ctx, f.rel)
 		if err != nil {
 			return nil, errChangedVersion
 		}
 		defer g.Close()
-		own := &file{rel: f.rel, f: g, info: info}
-		if own.key(s.cfg.BlockSize) != key {
+		info := g.Info()
+		if info.key(s.cfg.BlockSize) != key {
 			return nil, errChangedVersion
 		}
 		hashed := new(atomic.Int64)
 		s.hashing.Store(key, hashed)
 		defer s.hashing.Delete(key)
-		m, err := manifest.BuildCounting(ctx, g, f.rel, info.Size(), info.ModTime(), s.cfg.BlockSize, hashed)
-		if err != nil && !own.unchanged() {
+		m, err := manifest.BuildCounting(ctx, g, f.rel, info.Size, info.ModTime, s.cfg.BlockSize, hashed)
+		if err != nil && !g.Unchanged() {
 			return nil, errChangedVersion // truncated while it was read
 		}
 		if err != nil {
 			return nil, fmt.Errorf("hash %s: %w", f.rel, err)
 		}
-		if !own.unchanged() {
+		if !g.Unchanged() {
 			return nil, errChangedVersion
 		}
+		m.ETag = f.etag // a remote file's etag is not derived from its mtime
 		return m, nil
 	})
 }
@@ -124,7 +142,7 @@ func (s *Server) handleManifest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	defer f.f.Close()
+	defer f.Close()
 	if err := checkPin(c.Request(), f.etag); err != nil {
 		return err
 	}
@@ -158,7 +176,7 @@ func (s *Server) notReady(c echo.Context, f *file) error {
 	if v, ok := s.hashing.Load(f.key(s.cfg.BlockSize)); ok {
 		hashed = v.(*atomic.Int64).Load()
 	}
-	size := f.info.Size()
+	size := f.info.Size
 	c.Response().Header().Set("Retry-After", "1")
 	return c.JSON(http.StatusServiceUnavailable, map[string]any{
 		"error":  fmt.Sprintf("the manifest of %s is not ready: %d of %d bytes hashed", f.rel, hashed, size),
@@ -177,20 +195,12 @@ type Entry struct {
 // handleList lists every regular file under the root that /sse/ would serve.
 func (s *Server) handleList(c echo.Context) error {
 	var entries []Entry
-	fsys := s.root.FS()
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == "." || d.IsDir() {
-			return nil // an unreadable folder is skipped, not fatal
+	err := s.origin.Walk(c.Request().Context(), func(info ObjectInfo) error {
+		if strings.HasSuffix(info.Path, manifest.SharedSuffix) {
+			return nil // a shared manifest, not a file to download
 		}
-		if validRel(p) != nil {
-			return nil // a name /sse/ could not serve
-		}
-		info, err := fs.Stat(fsys, p) // follows symlinks, but only inside the root
-		if err != nil || !info.Mode().IsRegular() {
-			return nil
-		}
-		entries = append(entries, Entry{Path: p, Size: info.Size(), ETag: manifest.ETag(info.Size(), info.ModTime(), s.cfg.BlockSize),
-			MTime: info.ModTime().UTC().Format("2006-01-02T15:04:05.999999999Z07:00")})
+		entries = append(entries, Entry{Path: info.Path, Size: info.Size, ETag: info.etag(s.cfg.BlockSize),
+			MTime: info.ModTime.UTC().Format("2006-01-02T15:04:05.999999999Z07:00")})
 		return nil
 	})
 	if err != nil {

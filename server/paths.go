@@ -2,9 +2,7 @@ package server
 
 import (
 	"fmt"
-	"io/fs"
 	"net/url"
-	"os"
 	"strings"
 	"unicode/utf8"
 )
@@ -40,19 +38,4 @@ func validRel(p string) error {
 		}
 	}
 	return nil
-}
-
-// openFile opens a regular file under root. Anything else is errNotFound,
-// without saying why: the caller must not learn about files outside.
-func openFile(root *os.Root, rel string) (*os.File, fs.FileInfo, error) {
-	f, err := root.Open(rel)
-	if err != nil {
-		return nil, nil, errNotFound
-	}
-	info, err := f.Stat()
-	if err != nil || !info.Mode().IsRegular() {
-		f.Close()
-		return nil, nil, errNotFound
-	}
-	return f, info, nil
 }

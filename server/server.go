@@ -8,7 +8,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -21,8 +20,11 @@ import (
 // Config configures a Server. The zero value of every field but Root is a
 // usable default.
 type Config struct {
-	// Root is the directory whose files are served. Required.
+	// Root is the directory whose files are served, unless Origin is set.
 	Root string
+	// Origin, if set, is where the files come from instead of Root: an
+	// HTTPOrigin or S3Origin. The Server closes it.
+	Origin Origin
 	// BlockSize is the block size in bytes, from chunker.MinBlockSize to
 	// chunker.MaxBlockSize. Default chunker.DefaultBlockSize (256 KiB).
 	BlockSize int
@@ -64,7 +66,7 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() error {
-	if c.Root == "" {
+	if c.Root == "" && c.Origin == nil {
 		return errors.New("server: no root directory")
 	}
 	if c.BlockSize == 0 {
@@ -107,9 +109,9 @@ func (c *Config) setDefaults() error {
 
 // Server serves one root directory. It is an http.Handler.
 type Server struct {
-	cfg   Config
-	root  *os.Root
-	cache *manifest.Cache
+	cfg    Config
+	origin Origin
+	cache  *manifest.Cache
 	// hashing maps the manifest.Key of each manifest being built to its
 	// bytes hashed so far (*atomic.Int64).
 	hashing sync.Map
@@ -132,16 +134,20 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	root, err := os.OpenRoot(cfg.Root)
-	if err != nil {
-		return nil, err
+	origin := cfg.Origin
+	if origin == nil {
+		dir, err := NewDirOrigin(cfg.Root)
+		if err != nil {
+			return nil, err
+		}
+		origin = dir
 	}
 	cache, err := manifest.NewCache(cfg.CacheDir, 0)
 	if err != nil {
-		root.Close()
+		origin.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, root: root, cache: cache, log: cfg.Logger, done: make(chan struct{}), encoders: map[encoderKind]chan *chunker.Encoder{}}
+	s := &Server{cfg: cfg, origin: origin, cache: cache, log: cfg.Logger, done: make(chan struct{}), encoders: map[encoderKind]chan *chunker.Encoder{}}
 	for _, strong := range []string{chunker.Identity, chunker.Zstd, chunker.Gzip} {
 		for _, s2 := range []bool{false, true} {
 			s.encoders[encoderKind{strong, s2}] = make(chan *chunker.Encoder, 32)
@@ -194,7 +200,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Close releases the root directory.
-func (s *Server) Close() error { return s.root.Close() }
+func (s *Server) Close() error { return s.origin.Close() }
 
 // HTTPServer returns an http.Server for s with the timeouts a public
 // streaming server needs: headers must arrive promptly (slowloris), idle

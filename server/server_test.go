@@ -551,7 +551,7 @@ func TestManifestEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.f.Close()
+	defer f.Close()
 	cached, ok := s2.cache.Lookup(f.key(1024))
 	if !ok {
 		t.Fatal("a whole stream did not cache the manifest")

@@ -28,11 +28,11 @@ func (s *Server) handleStream(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	defer f.f.Close()
+	defer f.Close()
 	if err := checkPin(r, f.etag); err != nil {
 		return err
 	}
-	out, resumed, err := requestedSpan(r, f.info.Size(), s.cfg.BlockSize)
+	out, resumed, err := requestedSpan(r, f.info.Size, s.cfg.BlockSize)
 	if err != nil {
 		return err
 	}

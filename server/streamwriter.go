@@ -71,7 +71,7 @@ func (st *stream) head(r *http.Request) error {
 
 	head := []byte("retry: " + strconv.FormatInt(st.s.cfg.Retry.Milliseconds(), 10) + "\n")
 	head = chunker.AppendEvent(head, "", chunker.EventMeta, chunker.Meta{
-		Size: f.info.Size(), BlockSize: st.s.cfg.BlockSize, ETag: f.etag, Start: st.span.start, End: st.span.end,
+		Size: f.info.Size, BlockSize: st.s.cfg.BlockSize, ETag: f.etag, Start: st.span.start, End: st.span.end,
 	})
 	return st.write(head)
 }
@@ -93,7 +93,7 @@ type digests struct {
 // full read and SHA-256 of the file (and the first block of a 4 GiB file
 // took 45 ms instead of 3 while such computations ran).
 func (st *stream) digests(ctx context.Context) *digests {
-	size, bs := st.f.info.Size(), st.s.cfg.BlockSize
+	size, bs := st.f.info.Size, st.s.cfg.BlockSize
 	if m, _ := st.s.cache.Lookup(st.f.key(bs)); m != nil {
 		return &digests{cached: m}
 	}
@@ -113,7 +113,7 @@ func (st *stream) digests(ctx context.Context) *digests {
 // began. It returns an outcome if the stream ends before its last block.
 func (st *stream) blocksOf(ctx context.Context, d *digests) string {
 	bs := st.s.cfg.BlockSize
-	chunks, err := chunker.New(st.f.f, st.f.info.Size(), bs)
+	chunks, err := chunker.New(st.f.obj, st.f.info.Size, bs)
 	if err != nil {
 		return outcomeReadFail
 	}
@@ -127,11 +127,15 @@ func (st *stream) blocksOf(ctx context.Context, d *digests) string {
 		}
 		began := time.Now()
 		off, raw, err := chunks.Block(i)
-		if err != nil {
-			return outcomeChanged // the file shrank
+		switch {
+		case errors.Is(err, ErrOriginUnavailable):
+			st.s.log.Warn("origin", "path", st.f.rel, "err", err)
+			return outcomeReadFail
+		case err != nil:
+			return outcomeChanged // the file shrank, or the origin holds another version
 		}
 		hash := chunker.Hash(raw)
-		if d.cached != nil && uint64(d.cached.Hashes[i]) != hash || !st.f.unchanged() {
+		if d.cached != nil && uint64(d.cached.Hashes[i]) != hash || !st.f.obj.Unchanged() {
 			return outcomeChanged
 		}
 		if d.sum != nil {
@@ -171,7 +175,7 @@ func (st *stream) block(off int64, raw []byte, hash uint64, began time.Time) err
 // outcome if the stream ends without one. A whole-file stream puts the
 // manifest it built into the cache.
 func (st *stream) end(ctx context.Context, d *digests) (chunker.End, string) {
-	f, size := st.f, st.f.info.Size()
+	f, size := st.f, st.f.info.Size
 	switch {
 	case d.cached != nil:
 		return chunker.End{Size: size, XXH3128: d.cached.XXH3128, SHA256: d.cached.SHA256}, ""
@@ -180,7 +184,7 @@ func (st *stream) end(ctx context.Context, d *digests) (chunker.End, string) {
 		bs := st.s.cfg.BlockSize
 		st.s.cache.Put(f.key(bs), &manifest.Manifest{
 			Version: manifest.Version, Path: f.rel, Size: size, BlockSize: bs, Blocks: int64(len(d.hashes)),
-			MTime: f.info.ModTime().UTC(), ETag: f.etag, Hashes: d.hashes, XXH3128: sums.XXH3128, SHA256: sums.SHA256,
+			MTime: f.info.ModTime.UTC(), ETag: f.etag, Hashes: d.hashes, XXH3128: sums.XXH3128, SHA256: sums.SHA256,
 		})
 		return chunker.End{Size: size, XXH3128: sums.XXH3128, SHA256: sums.SHA256}, ""
 	default:
@@ -233,13 +237,4 @@ func (st *stream) write(p []byte) error {
 		return err
 	}
 	return st.rc.Flush()
-}
-
-// unchanged reports whether the open file still has the size, modification
-// time and status change time it had when the stream began. The last one
-// catches a rewrite in place that put the old mtime back (cp -p, a build
-// with its mtime clamped): a write always moves it, and utimes cannot.
-func (f *file) unchanged() bool {
-	now, err := f.f.Stat()
-	return err == nil && now.Size() == f.info.Size() && now.ModTime().Equal(f.info.ModTime()) && ctime(now) == ctime(f.info)
 }
