@@ -29,6 +29,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if code >= 0 {
 		return code
 	}
+	if *f.origin != "" {
+		o, err := openOrigin(ctx, *f.origin, *f.s3Endpoint)
+		if err != nil {
+			fmt.Fprintf(stderr, "ferry serve: %v\n", err)
+			return exitUsage
+		}
+		cfg.Origin = o
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "ferry serve: %v\n", err)
@@ -45,7 +53,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *f.tlsCert != "" {
 		base = "https://" + ln.Addr().String()
 	}
-	printWelcome(stdout, base, cfg.Root, cfg.BlockSize)
+	if cfg.Origin != nil {
+		printWelcome(stdout, base, cfg.Origin.String(), "", cfg.BlockSize)
+	} else {
+		printWelcome(stdout, base, cfg.Root, cfg.Root, cfg.BlockSize)
+	}
 
 	served := make(chan error, 1)
 	go func() { // exits when hs is shut down
@@ -70,6 +82,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 type serveFlags struct {
 	fs                              *flag.FlagSet
 	root, addr, cacheDir, logFormat *string
+	origin, s3Endpoint              *string
 	tokenFile, signKeyFile          *string
 	tlsCert, tlsKey                 *string
 	blockSize                       byteSize
@@ -84,6 +97,8 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	fs := flag.NewFlagSet("ferry serve", flag.ContinueOnError)
 	f := &serveFlags{fs: fs, blockSize: byteSize(chunker.DefaultBlockSize)}
 	f.root = fs.String("root", "", "folder to serve (default: ./testdata, the sample files)")
+	f.origin = fs.String("origin", "", "serve the files of another server instead of --root: https://host/prefix/ (any server that honours Range) or s3://BUCKET/PREFIX")
+	f.s3Endpoint = fs.String("s3-endpoint", "", "endpoint of an S3-compatible store other than AWS, e.g. http://127.0.0.1:8333 (path-style); credentials from the AWS variables and files")
 	f.addr = fs.String("addr", "127.0.0.1:8080", "address to listen on")
 	fs.Var(&f.blockSize, "block-size", "block size, 1KiB to 16MiB")
 	f.retry = fs.Duration("retry", 1500*time.Millisecond, "reconnection delay sent to clients")
@@ -123,7 +138,13 @@ func (f *serveFlags) config(stderr io.Writer) (server.Config, int) {
 		return fail("--block-size %s: must be between 1KiB and 16MiB", f.blockSize.String())
 	}
 	root := *f.root
-	if root == "" {
+	if *f.origin != "" && root != "" {
+		return fail("--origin and --root are two sources: give one")
+	}
+	if *f.s3Endpoint != "" && !strings.HasPrefix(*f.origin, "s3://") {
+		return fail("--s3-endpoint needs --origin s3://BUCKET/PREFIX")
+	}
+	if root == "" && *f.origin == "" {
 		root = "testdata"
 		if st, err := os.Stat(root); err != nil || !st.IsDir() {
 			return fail("no --root given and no ./testdata folder here; pass --root DIR")
@@ -200,11 +221,28 @@ func defaultCacheDir() string {
 	return filepath.Join(dir, "ferry", "manifests")
 }
 
-// printWelcome tells the user where to point a browser or ferry get.
-func printWelcome(w io.Writer, base, root string, blockSize int) {
-	abs, _ := filepath.Abs(root)
-	fmt.Fprintf(w, "ferry: serving %s at %s/ (block size %s)\n", abs, base, formatSize(int64(blockSize)))
+// openOrigin opens the origin of --origin.
+func openOrigin(ctx context.Context, origin, s3Endpoint string) (server.Origin, error) {
+	switch {
+	case strings.HasPrefix(origin, "s3://"):
+		return server.NewS3Origin(ctx, origin, s3Endpoint)
+	case strings.HasPrefix(origin, "http://"), strings.HasPrefix(origin, "https://"):
+		return server.NewHTTPOrigin(origin, nil)
+	}
+	return nil, fmt.Errorf("--origin %q: want https://host/prefix/ or s3://BUCKET/PREFIX (a local folder goes in --root)", origin)
+}
+
+// printWelcome tells the user where to point a browser or ferry get: what
+// is served, and the first file of root if it is a local folder.
+func printWelcome(w io.Writer, base, what, root string, blockSize int) {
+	if root != "" {
+		what, _ = filepath.Abs(root)
+	}
+	fmt.Fprintf(w, "ferry: serving %s at %s/ (block size %s)\n", what, base, formatSize(int64(blockSize)))
 	fmt.Fprintf(w, "  page:      %s/\n  list:      %s%s\n", base, base, chunker.PathList)
+	if root == "" {
+		return
+	}
 	// The first file found is the example; stop walking there (the root
 	// may hold millions).
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
