@@ -107,6 +107,11 @@ func (s *Server) handleFile(c echo.Context) error {
 // errChangedVersion and nothing is cached.
 func (s *Server) manifestOf(ctx context.Context, f *file) (*manifest.Manifest, error) {
 	key := f.key(s.cfg.BlockSize)
+	if m, ok := s.cache.Lookup(key); ok {
+		s.metrics.manifestHits.Inc()
+		return m, nil
+	}
+	s.metrics.manifestMisses.Inc()
 	return s.cache.Get(ctx, key, func(ctx context.Context) (*manifest.Manifest, error) {
 		// The computation outlives the request that started it, so it reads
 		// through a handle of its own, checked to be the same version.

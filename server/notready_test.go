@@ -2,9 +2,11 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,9 +68,29 @@ func TestClientGoneIsNotAServerError(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	ts := startWith(t, Config{Root: root, ManifestWait: time.Minute, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	client := &http.Client{Timeout: time.Millisecond}
-	client.Get(ts.URL + "/manifest/big.bin") // gives up long before the hashing is done
+	s, err := New(Config{Root: root, ManifestWait: time.Minute, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	t.Cleanup(func() { ts.Close(); s.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/manifest/big.bin", nil)
+	done := make(chan struct{})
+	go func() { http.DefaultClient.Do(req); close(done) }() // returns when cancelled
+	// Give up once the server is hashing, long before it is done.
+	hashing := func() bool {
+		n := 0
+		s.hashing.Range(func(any, any) bool { n++; return false })
+		return n > 0
+	}
+	for start := time.Now(); !hashing(); time.Sleep(time.Millisecond) { // polling a condition, with a deadline
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the server did not start hashing within 10s")
+		}
+	}
+	cancel()
+	<-done
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(logs.String(), "status=499") {
 		if time.Now().After(deadline) {

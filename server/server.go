@@ -6,7 +6,9 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -63,6 +65,13 @@ type Config struct {
 	CORSOrigins []string
 	// CORSCredentials lets allowed origins send cookies and Authorization.
 	CORSCredentials bool
+	// TrustedProxies are the networks (CIDR, or single addresses) of the
+	// proxies in front whose X-Forwarded-For names the client, in the
+	// access log. None: the log shows the connection's address.
+	TrustedProxies []string
+	// MetricsElsewhere keeps /metrics off the Server's routes, for a
+	// MetricsHandler served on an address of its own.
+	MetricsElsewhere bool
 }
 
 func (c *Config) setDefaults() error {
@@ -82,7 +91,7 @@ func (c *Config) setDefaults() error {
 		c.ManifestWait = 5 * time.Second
 	}
 	if c.Heartbeat <= 0 {
-		c.Heartbeat = 15 * time.Second
+		c.Heartbeat = 5 * time.Second // below the idle timeouts of common proxies (nginx's and HAProxy's are often 10 s or more)
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second
@@ -95,6 +104,11 @@ func (c *Config) setDefaults() error {
 	}
 	if c.CORSCredentials && slices.Contains(c.CORSOrigins, "*") {
 		return errors.New("server: CORS origin \"*\" cannot be combined with credentials; list the origins")
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := parseNet(p); err != nil {
+			return fmt.Errorf("server: trusted proxy %q: want a CIDR such as 10.0.0.0/8 or an address", p)
+		}
 	}
 	if c.MaxStreams < 0 {
 		return errors.New("server: negative MaxStreams")
@@ -117,6 +131,7 @@ type Server struct {
 	hashing sync.Map
 	echo    *echo.Echo
 	log     *slog.Logger
+	metrics *metrics
 
 	// done is closed by Shutdown: open streams end after their current
 	// block. closing, under mu, keeps new streams from starting after that.
@@ -147,12 +162,13 @@ func New(cfg Config) (*Server, error) {
 		origin.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, origin: origin, cache: cache, log: cfg.Logger, done: make(chan struct{}), encoders: map[encoderKind]chan *chunker.Encoder{}}
+	s := &Server{cfg: cfg, origin: origin, metrics: newMetrics(), cache: cache, log: cfg.Logger, done: make(chan struct{}), encoders: map[encoderKind]chan *chunker.Encoder{}}
 	for _, strong := range []string{chunker.Identity, chunker.Zstd, chunker.Gzip} {
 		for _, s2 := range []bool{false, true} {
 			s.encoders[encoderKind{strong, s2}] = make(chan *chunker.Encoder, 32)
 		}
 	}
+	s.origin = observed{origin, s.metrics}
 	s.echo = s.routes()
 	return s, nil
 }
@@ -161,16 +177,31 @@ func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = echo.ExtractIPDirect()
+	if len(s.cfg.TrustedProxies) > 0 {
+		// Only the proxies named: echo trusts every private network by default.
+		opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, p := range s.cfg.TrustedProxies {
+			n, _ := parseNet(p) // checked by setDefaults
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
+	}
 	e.Use(s.recoverPanics, s.accessLog)
 	if len(s.cfg.CORSOrigins) > 0 {
 		e.Use(s.cors())
 	}
 	e.GET(chunker.PathSSE+"*", s.handleStream, s.authorize(chunker.PathSSE))
+	e.HEAD(chunker.PathSSE+"*", s.handleStream, s.authorize(chunker.PathSSE))
 	e.GET(chunker.PathFiles+"*", s.handleFile, s.authorize(chunker.PathFiles))
 	e.HEAD(chunker.PathFiles+"*", s.handleFile, s.authorize(chunker.PathFiles))
 	e.GET(chunker.PathManifest+"*", s.handleManifest, s.authorize(chunker.PathManifest))
 	e.GET(chunker.PathList, s.handleList, s.authorize(""))
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", s.handleReady)
+	if !s.cfg.MetricsElsewhere {
+		e.GET("/metrics", echo.WrapHandler(s.MetricsHandler()))
+	}
 	e.GET("/", s.handleAsset)
 	e.GET("/:asset", s.handleAsset)
 	return e
@@ -216,4 +247,41 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+}
+
+// parseNet parses a CIDR, or a single address as the network of itself.
+func parseNet(s string) (*net.IPNet, error) {
+	if _, n, err := net.ParseCIDR(s); err == nil {
+		return n, nil
+	}
+	ip := net.ParseIP(s)
+	if ip == nil {
+		return nil, fmt.Errorf("not a CIDR or an address: %q", s)
+	}
+	bits := 128
+	if ip4 := ip.To4(); ip4 != nil {
+		ip, bits = ip4, 32
+	}
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
+}
+
+// handleReady answers /readyz: 200 while the origin can be read and the
+// server is not draining, else 503, so that a balancer sends new
+// downloads elsewhere.
+func (s *Server) handleReady(c echo.Context) error {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		c.Response().Header().Set("Retry-After", "2")
+		return c.String(http.StatusServiceUnavailable, "draining\n")
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
+	defer cancel()
+	if err := s.origin.Ready(ctx); err != nil {
+		s.log.Warn("not ready", "origin", s.origin.String(), "err", err)
+		c.Response().Header().Set("Retry-After", "2")
+		return c.String(http.StatusServiceUnavailable, "origin unavailable\n")
+	}
+	return c.String(http.StatusOK, "ready\n")
 }

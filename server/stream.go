@@ -39,6 +39,15 @@ func (s *Server) handleStream(c echo.Context) error {
 	if resumed && out.start >= out.end {
 		return c.NoContent(http.StatusNoContent) // nothing left: tells EventSource to stop
 	}
+	if r.Method == http.MethodHead {
+		// What a GET would answer, without the stream: a proxy's or a
+		// download manager's probe.
+		setStreamHeaders(c.Response().Header(), f.etag)
+		return c.NoContent(http.StatusOK)
+	}
+	if resumed {
+		s.metrics.resumes.Inc()
+	}
 
 	if !s.enter() {
 		return errTooManyStreams
@@ -58,7 +67,7 @@ func (s *Server) handleStream(c echo.Context) error {
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "stream",
 		slog.String("path", f.rel), slog.String("etag", f.etag), slog.Int64("start", out.start), slog.Int64("end", out.end),
 		slog.Int64("blocks", st.blocks), slog.Int64("bytes", st.bytes), slog.Any("encodings", st.byEncoding),
-		slog.Duration("duration", time.Since(start)), slog.String("outcome", outcome), slog.String("remote", r.RemoteAddr))
+		slog.Duration("duration", time.Since(start)), slog.String("outcome", outcome), slog.String("remote", c.RealIP()))
 	return nil
 }
 
@@ -103,6 +112,7 @@ func (s *Server) enter() bool {
 	}
 	s.active++
 	s.streams.Add(1)
+	s.metrics.streams.Inc()
 	return true
 }
 
@@ -110,5 +120,6 @@ func (s *Server) leave() {
 	s.mu.Lock()
 	s.active--
 	s.mu.Unlock()
+	s.metrics.streams.Dec()
 	s.streams.Done()
 }

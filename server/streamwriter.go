@@ -54,9 +54,7 @@ func (st *stream) run(r *http.Request) string {
 func (st *stream) head(r *http.Request) error {
 	f := st.f
 	h := st.w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
+	setStreamHeaders(h, f.etag)
 	if r.ProtoMajor == 1 && r.ProtoMinor >= 1 { // HTTP/1.0 has no chunks anyway
 		// No chunked encoding: the body ends when the connection closes, as
 		// the SSE specification suggests, and each block is one write. With
@@ -66,7 +64,6 @@ func (st *stream) head(r *http.Request) error {
 		// end event, not the close, tells a client the stream is complete.
 		h.Set("Transfer-Encoding", "identity")
 	}
-	h.Set("ETag", `"`+f.etag+`"`)
 	st.w.WriteHeader(http.StatusOK)
 
 	head := []byte("retry: " + strconv.FormatInt(st.s.cfg.Retry.Milliseconds(), 10) + "\n")
@@ -74,6 +71,16 @@ func (st *stream) head(r *http.Request) error {
 		Size: f.info.Size, BlockSize: st.s.cfg.BlockSize, ETag: f.etag, Start: st.span.start, End: st.span.end,
 	})
 	return st.write(head)
+}
+
+// setStreamHeaders sets the headers of a stream's response. X-Accel-Buffering
+// turns off nginx's response buffering, on by default, which would hold the
+// blocks back.
+func setStreamHeaders(h http.Header, etag string) {
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("ETag", `"`+etag+`"`)
 }
 
 // digests is where a stream's end event gets the whole-file digests: the
@@ -95,8 +102,10 @@ type digests struct {
 func (st *stream) digests(ctx context.Context) *digests {
 	size, bs := st.f.info.Size, st.s.cfg.BlockSize
 	if m, _ := st.s.cache.Lookup(st.f.key(bs)); m != nil {
+		st.s.metrics.manifestHits.Inc()
 		return &digests{cached: m}
 	}
+	st.s.metrics.manifestMisses.Inc()
 	if st.span.start == 0 && st.span.end == size {
 		return &digests{sum: manifest.NewSummer(), hashes: make([]manifest.Hash, 0, chunker.Count(size, bs))}
 	}
@@ -167,7 +176,10 @@ func (st *stream) block(off int64, raw []byte, hash uint64, began time.Time) err
 	// our own CPU, on a slow one mostly waiting for the socket.
 	st.policy.wrote(len(frame), time.Since(began)-took)
 	st.blocks++
-	st.byEncoding[st.enc.LastEncoding()]++
+	enc := st.enc.LastEncoding()
+	st.byEncoding[enc]++
+	st.s.metrics.blocks.WithLabelValues(enc).Inc()
+	st.s.metrics.bytes.WithLabelValues(enc).Add(float64(len(frame)))
 	return nil
 }
 

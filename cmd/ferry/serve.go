@@ -49,6 +49,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitFailure
 	}
 	hs := srv.HTTPServer(ln.Addr().String())
+	if *f.metricsAddr != "" {
+		mln, err := net.Listen("tcp", *f.metricsAddr)
+		if err != nil {
+			fmt.Fprintf(stderr, "ferry serve: --metrics-addr: %v\n", err)
+			return exitFailure
+		}
+		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go ms.Serve(mln) // exits at ms.Close
+		defer ms.Close()
+		fmt.Fprintf(stdout, "ferry: metrics at http://%s/metrics\n", mln.Addr())
+	}
 	base := "http://" + ln.Addr().String()
 	if *f.tlsCert != "" {
 		base = "https://" + ln.Addr().String()
@@ -82,7 +93,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 type serveFlags struct {
 	fs                              *flag.FlagSet
 	root, addr, cacheDir, logFormat *string
-	origin, s3Endpoint              *string
+	origin, s3Endpoint, metricsAddr *string
 	tokenFile, signKeyFile          *string
 	tlsCert, tlsKey                 *string
 	blockSize                       byteSize
@@ -90,7 +101,7 @@ type serveFlags struct {
 	headerTimeout, grace            *time.Duration
 	noCache, corsCreds              *bool
 	maxStreams                      *int
-	tokens, corsOrigins             listFlag
+	tokens, corsOrigins, proxies    listFlag
 }
 
 func newServeFlags(stderr io.Writer) *serveFlags {
@@ -102,7 +113,7 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	f.addr = fs.String("addr", "127.0.0.1:8080", "address to listen on")
 	fs.Var(&f.blockSize, "block-size", "block size, 1KiB to 16MiB")
 	f.retry = fs.Duration("retry", 1500*time.Millisecond, "reconnection delay sent to clients")
-	f.heartbeat = fs.Duration("heartbeat", 15*time.Second, "idle time after which a stream sends a ping comment")
+	f.heartbeat = fs.Duration("heartbeat", 5*time.Second, "idle time after which a stream sends a ping comment; keep it below the idle timeout of any proxy in front")
 	f.writeTimeout = fs.Duration("write-timeout", 30*time.Second, "drop a client that accepts no bytes for this long")
 	f.headerTimeout = fs.Duration("read-header-timeout", 10*time.Second, "drop a client that has not sent its request headers by then")
 	f.cacheDir = fs.String("cache-dir", defaultCacheDir(), "folder keeping block hashes across restarts")
@@ -115,6 +126,8 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	f.signKeyFile = fs.String("sign-key-file", "", "HMAC key for signed URLs (ferry sign); also requires a token or signature")
 	fs.Var(&f.corsOrigins, "cors-origin", "origin allowed to read the files from a page (repeatable, or comma-separated; * for any)")
 	f.corsCreds = fs.Bool("cors-credentials", false, "allow credentials (cookies, Authorization) from the allowed origins")
+	fs.Var(&f.proxies, "trusted-proxy", "CIDR or address of a proxy in front whose X-Forwarded-For names the client in the log (repeatable)")
+	f.metricsAddr = fs.String("metrics-addr", "", "serve /metrics on this address of its own instead of beside the files")
 	f.tlsCert = fs.String("tls-cert", "", "TLS certificate file (PEM); serves HTTPS and HTTP/2")
 	f.tlsKey = fs.String("tls-key", "", "TLS private key file (PEM)")
 	fs.Usage = func() {
@@ -178,6 +191,7 @@ func (f *serveFlags) config(stderr io.Writer) (server.Config, int) {
 	return server.Config{
 		Root: root, BlockSize: int(f.blockSize), Retry: *f.retry, Heartbeat: *f.heartbeat,
 		WriteTimeout: *f.writeTimeout, ReadHeaderTimeout: *f.headerTimeout, CacheDir: cacheDir, Logger: logger,
+		TrustedProxies: f.proxies, MetricsElsewhere: *f.metricsAddr != "",
 		MaxStreams: *f.maxStreams, Tokens: tokens, SignKey: signKey, CORSOrigins: f.corsOrigins, CORSCredentials: *f.corsCreds,
 	}, -1
 }
