@@ -124,6 +124,12 @@ func (s *Server) manifestOf(ctx context.Context, f *file) (*manifest.Manifest, e
 		if info.key(s.cfg.BlockSize) != key {
 			return nil, errChangedVersion
 		}
+		if m := s.sharedManifest(ctx, f); m != nil {
+			s.log.Info("manifest", "path", f.rel, "etag", f.etag, "source", "shared")
+			return m, nil
+		}
+		start := time.Now()
+		defer func() { s.log.Info("manifest", "path", f.rel, "etag", f.etag, "source", "hashed", "duration", time.Since(start)) }()
 		hashed := new(atomic.Int64)
 		s.hashing.Store(key, hashed)
 		defer s.hashing.Delete(key)
@@ -140,6 +146,22 @@ func (s *Server) manifestOf(ctx context.Context, f *file) (*manifest.Manifest, e
 		m.ETag = f.etag // a remote file's etag is not derived from its mtime
 		return m, nil
 	})
+}
+
+// sharedManifest returns the manifest kept beside f by ferry manifest, if
+// there is one of f's version at the server's block size.
+func (s *Server) sharedManifest(ctx context.Context, f *file) *manifest.Manifest {
+	obj, err := s.origin.Open(ctx, f.rel+manifest.SharedSuffix)
+	if err != nil {
+		return nil
+	}
+	defer obj.Close()
+	m, err := manifest.Decode(io.NewSectionReader(obj, 0, obj.Info().Size))
+	if err != nil || m.Size != f.info.Size || m.BlockSize != s.cfg.BlockSize || m.ETag != f.etag || !m.MTime.Equal(f.info.ModTime) {
+		return nil
+	}
+	m.Path = f.rel
+	return m
 }
 
 func (s *Server) handleManifest(c echo.Context) error {

@@ -47,6 +47,7 @@ func commands() []command {
 		{"get", "download a file, resuming and verifying every block", runGet},
 		{"verify", "check a local file against the server's manifest", runVerify},
 		{"sign", "print a signed, expiring URL for one file", runSign},
+		{"manifest", "write FILE.ferry-manifest beside each file, so that servers over shared storage need not hash it", runManifest},
 		{"demo", "serve the sample files and download them through a cutting proxy", runDemo},
 		{"gen", "write a deterministic sample file (random or text)", runGen},
 		{"bench", "measure ferry against plain HTTP on this machine", runBench},
