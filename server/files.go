@@ -57,12 +57,22 @@ func (s *Server) open(r *http.Request, prefix string) (*file, error) {
 	if err != nil {
 		return nil, err
 	}
-	obj, err := s.origin.Open(r.Context(), rel)
+	obj, err := s.openObject(r.Context(), rel)
 	if err != nil {
 		return nil, err
 	}
 	info := obj.Info()
 	return &file{rel: rel, obj: obj, info: info, etag: info.etag(s.cfg.BlockSize)}, nil
+}
+
+// openObject opens rel at the origin, through the block cache if the file
+// is remote and the server has one.
+func (s *Server) openObject(ctx context.Context, rel string) (Object, error) {
+	obj, err := s.origin.Open(ctx, rel)
+	if err != nil || s.cfg.BlockCache == nil || obj.Info().Version == "" {
+		return obj, err
+	}
+	return cachedObject{Object: obj, cache: s.cfg.BlockCache, blockSize: s.cfg.BlockSize}, nil
 }
 
 // checkPin enforces a version pin (query v= or If-Match) against etag.
@@ -115,7 +125,7 @@ func (s *Server) manifestOf(ctx context.Context, f *file) (*manifest.Manifest, e
 	return s.cache.Get(ctx, key, func(ctx context.Context) (*manifest.Manifest, error) {
 		// The computation outlives the request that started it, so it reads
 		// through a handle of its own, checked to be the same version.
-		g, err := s.origin.Open(ctx, f.rel)
+		g, err := s.openObject(ctx, f.rel)
 		if err != nil {
 			return nil, errChangedVersion
 		}

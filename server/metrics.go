@@ -27,7 +27,7 @@ type metrics struct {
 	originErrors   *prometheus.CounterVec   // by kind
 }
 
-func newMetrics() *metrics {
+func newMetrics(bc *BlockCache) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -58,6 +58,20 @@ func newMetrics() *metrics {
 		originErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_origin_errors_total", Help: "Failed origin requests, by kind: not_found, denied, unavailable, changed.",
 		}, []string{"kind"}),
+	}
+	if bc != nil {
+		stat := func(i int) func() float64 {
+			return func() float64 {
+				h, mi, hb, sz := bc.Stats()
+				return float64([]int64{h, mi, hb, sz}[i])
+			}
+		}
+		m.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferry_block_cache_hits_total", Help: "Blocks of remote files read from the block cache."}, stat(0)),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferry_block_cache_misses_total", Help: "Blocks of remote files not in the block cache."}, stat(1)),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferry_block_cache_hit_bytes_total", Help: "Bytes read from the block cache."}, stat(2)),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_block_cache_bytes", Help: "Bytes the block cache holds."}, stat(3)),
+		)
 	}
 	m.reg.MustRegister(m.streams, m.blocks, m.bytes, m.resumes, m.responses, m.manifestHits, m.manifestMisses,
 		m.originSeconds, m.originErrors, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -69,6 +69,8 @@ type Config struct {
 	// proxies in front whose X-Forwarded-For names the client, in the
 	// access log. None: the log shows the connection's address.
 	TrustedProxies []string
+	// BlockCache, if set, keeps the blocks of remote files on local disk.
+	BlockCache *BlockCache
 	// MetricsElsewhere keeps /metrics off the Server's routes, for a
 	// MetricsHandler served on an address of its own.
 	MetricsElsewhere bool
@@ -162,7 +164,7 @@ func New(cfg Config) (*Server, error) {
 		origin.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, origin: origin, metrics: newMetrics(), cache: cache, log: cfg.Logger, done: make(chan struct{}), encoders: map[encoderKind]chan *chunker.Encoder{}}
+	s := &Server{cfg: cfg, origin: origin, metrics: newMetrics(cfg.BlockCache), cache: cache, log: cfg.Logger, done: make(chan struct{}), encoders: map[encoderKind]chan *chunker.Encoder{}}
 	for _, strong := range []string{chunker.Identity, chunker.Zstd, chunker.Gzip} {
 		for _, s2 := range []bool{false, true} {
 			s.encoders[encoderKind{strong, s2}] = make(chan *chunker.Encoder, 32)

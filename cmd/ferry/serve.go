@@ -36,6 +36,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return exitUsage
 		}
 		cfg.Origin = o
+		if cfg.CacheDir != "" && f.cacheMax > 0 {
+			if cfg.BlockCache, err = server.NewBlockCache(filepath.Join(cfg.CacheDir, "blocks"), int64(f.cacheMax)); err != nil {
+				fmt.Fprintf(stderr, "ferry serve: block cache: %v\n", err)
+				return exitFailure
+			}
+		}
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
@@ -96,7 +102,7 @@ type serveFlags struct {
 	origin, s3Endpoint, metricsAddr *string
 	tokenFile, signKeyFile          *string
 	tlsCert, tlsKey                 *string
-	blockSize                       byteSize
+	blockSize, cacheMax             byteSize
 	retry, heartbeat, writeTimeout  *time.Duration
 	headerTimeout, grace            *time.Duration
 	noCache, corsCreds              *bool
@@ -106,7 +112,7 @@ type serveFlags struct {
 
 func newServeFlags(stderr io.Writer) *serveFlags {
 	fs := flag.NewFlagSet("ferry serve", flag.ContinueOnError)
-	f := &serveFlags{fs: fs, blockSize: byteSize(chunker.DefaultBlockSize)}
+	f := &serveFlags{fs: fs, blockSize: byteSize(chunker.DefaultBlockSize), cacheMax: 10 << 30}
 	f.root = fs.String("root", "", "folder to serve (default: ./testdata, the sample files)")
 	f.origin = fs.String("origin", "", "serve the files of another server instead of --root: https://host/prefix/ (any server that honours Range) or s3://BUCKET/PREFIX")
 	f.s3Endpoint = fs.String("s3-endpoint", "", "endpoint of an S3-compatible store other than AWS, e.g. http://127.0.0.1:8333 (path-style); credentials from the AWS variables and files")
@@ -117,6 +123,7 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	f.writeTimeout = fs.Duration("write-timeout", 30*time.Second, "drop a client that accepts no bytes for this long")
 	f.headerTimeout = fs.Duration("read-header-timeout", 10*time.Second, "drop a client that has not sent its request headers by then")
 	f.cacheDir = fs.String("cache-dir", defaultCacheDir(), "folder keeping block hashes across restarts")
+	fs.Var(&f.cacheMax, "cache-max", "bytes of blocks of a remote --origin kept in --cache-dir/blocks, least recently used evicted (0: none)")
 	f.noCache = fs.Bool("no-cache", false, "keep block hashes in memory only")
 	f.logFormat = fs.String("log", "text", "access log format on stderr: text, json or none")
 	f.grace = fs.Duration("shutdown-timeout", 5*time.Second, "how long SIGINT/SIGTERM waits for open streams to end")
