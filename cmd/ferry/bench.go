@@ -156,10 +156,17 @@ type benchCase struct {
 	slow     bool   // through a proxy throttled to --rate
 	cuts     int    // through a proxy that cuts the connection this many times
 	sha256   bool   // ferry: --sha256, the whole-file SHA-256 that --json and --checksum imply
+	// origin "http": the client downloads from a second server whose
+	// --origin is the first one's /files/; cache "cold" (an empty block
+	// cache) or "warm" (filled by an untimed download first).
+	origin, cache string
 }
 
 // baseline names the plain HTTP case this one is compared with.
 func (c benchCase) baseline() string {
+	if c.origin != "" {
+		return c.kind + "/ferry/identity/p1" // the same client, from a local folder
+	}
 	if c.slow {
 		return "slow/" + c.kind + "/http"
 	}
@@ -186,6 +193,9 @@ func benchCases(curl bool, cuts int) []benchCase {
 		benchCase{name: "slow/text/ferry/auto/p1", kind: "text", client: "ferry", codec: "auto", parallel: 1, slow: true},
 		benchCase{name: "slow/text/ferry/identity/p1", kind: "text", client: "ferry", codec: "identity", parallel: 1, slow: true},
 	)
+	for _, cache := range []string{"cold", "warm"} {
+		cs = append(cs, benchCase{name: "origin/random/http/" + cache, kind: "random", client: "ferry", codec: "identity", parallel: 1, origin: "http", cache: cache})
+	}
 	if cuts > 0 {
 		cs = append(cs, benchCase{name: "resume/random/ferry/auto/p1", kind: "random", client: "ferry", codec: "auto", parallel: 1, cuts: cuts})
 	}
@@ -306,7 +316,7 @@ func writeSampleFile(p, kind string, size int64) error {
 
 // startServer starts a "ferry serve" of the data files.
 func (b *bench) startServer(ctx context.Context) (*harness.Server, error) {
-	return harness.StartServer(ctx, b.exe, b.data, b.cache, b.blockSize)
+	return harness.StartServer(ctx, b.exe, b.cache, b.blockSize, "--root", b.data)
 }
 
 // warmManifests has a server hash each file into the manifest cache on disk
@@ -370,6 +380,13 @@ func (b *bench) run(ctx context.Context, c benchCase) (benchResult, error) {
 		return r, err
 	}
 	defer srv.Stop()
+	if c.origin != "" {
+		if srv, err = b.startFront(ctx, c, srv, file, out); err != nil {
+			return r, err
+		}
+		defer srv.Stop()
+		clean()
+	}
 	addr := srv.Addr
 	var proxy *servertest.Proxy
 	if c.slow || c.cuts > 0 {
@@ -414,6 +431,26 @@ func (b *bench) run(ctx context.Context, c benchCase) (benchResult, error) {
 		r.fetched, r.cuts = p.Fetched, p.Reconnects
 	}
 	return r, nil
+}
+
+// startFront starts the server of an origin case: its origin is origin's
+// /files/, its block cache empty, or (warm) filled by one untimed download.
+func (b *bench) startFront(ctx context.Context, c benchCase, origin *harness.Server, file, out string) (*harness.Server, error) {
+	cache := filepath.Join(filepath.Dir(b.cache), "origin-cache")
+	if err := os.RemoveAll(cache); err != nil {
+		return nil, err
+	}
+	front, err := harness.StartServer(ctx, b.exe, cache, b.blockSize, "--origin", origin.Base()+chunker.PathFiles)
+	if err != nil {
+		return nil, err
+	}
+	if c.cache == "warm" {
+		if _, err := harness.RunChild(ctx, b.argv(c, front.Base(), file, out)); err != nil {
+			front.Stop()
+			return nil, fmt.Errorf("%s: warming the block cache: %w", c.name, err)
+		}
+	}
+	return front, nil
 }
 
 // argv is the command line of case c's client, downloading file from the

@@ -31,10 +31,13 @@ type Server struct {
 	tail []string // its last lines of stderr that are not access logs
 }
 
-func StartServer(ctx context.Context, exe, root, cacheDir string, blockSize int) (*Server, error) {
+// StartServer starts "exe serve" on a free loopback port, with a JSON
+// access log and the given cache folder, serving source (--root DIR or
+// --origin URL), and returns once it listens.
+func StartServer(ctx context.Context, exe, cacheDir string, blockSize int, source ...string) (*Server, error) {
 	s := &Server{healthz: make(chan struct{}, 1), exited: make(chan struct{})}
-	s.cmd = exec.Command(exe, "serve", "--root", root, "--addr", "127.0.0.1:0", "--block-size", strconv.Itoa(blockSize),
-		"--log", "json", "--cache-dir", cacheDir)
+	s.cmd = exec.Command(exe, append([]string{"serve", "--addr", "127.0.0.1:0", "--block-size", strconv.Itoa(blockSize),
+		"--log", "json", "--cache-dir", cacheDir}, source...)...)
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -74,7 +77,7 @@ func StartServer(ctx context.Context, exe, root, cacheDir string, blockSize int)
 	}
 }
 
-var serveAddr = regexp.MustCompile(`http://(127\.0\.0\.1:\d+)/`)
+var serveAddr = regexp.MustCompile(` at http://(127\.0\.0\.1:\d+)/`) // "serving SOURCE at URL": SOURCE may be a URL too
 
 func (s *Server) Base() string { return "http://" + s.Addr }
 
