@@ -106,3 +106,66 @@ func newBenchServer(b *testing.B, s *Server) string {
 }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// BenchmarkOrigin compares a stream of a 64 MiB file from an HTTP origin
+// (a second Server's /files/ on loopback), with an empty and with a warm
+// block cache, with the same stream from a local folder, in one run. The
+// ratios origin/local are reported as metrics.
+func BenchmarkOrigin(b *testing.B) {
+	root := b.TempDir()
+	data := make([]byte, 64<<20)
+	for i := range data {
+		data[i] = byte(i*7 + i>>11)
+	}
+	os.WriteFile(filepath.Join(root, "f.bin"), data, 0o644)
+	local, err := New(Config{Root: root})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer local.Close()
+	lts := newBenchServer(b, local)
+	o, err := NewHTTPOrigin(lts+"/files/", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	remote, err := New(Config{Origin: o})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer remote.Close()
+	rts := newBenchServer(b, remote)
+	rate := func(u string) float64 {
+		start := time.Now()
+		resp, err := http.Get(u)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return float64(len(data)) / time.Since(start).Seconds()
+	}
+	rate(lts + "/sse/f.bin") // warm the page cache
+	var fromLocal, fromOrigin, cold, warm float64
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		fromLocal += rate(lts + "/sse/f.bin")
+		fromOrigin += rate(rts + "/sse/f.bin")
+		bc, err := NewBlockCache(b.TempDir(), 1<<30)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cached, err := New(Config{Origin: o, BlockCache: bc})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cts := newBenchServer(b, cached)
+		cold += rate(cts + "/sse/f.bin")
+		bc.flush()
+		warm += rate(cts + "/sse/f.bin")
+		bc.Close()
+	}
+	b.ReportMetric(fromLocal/float64(b.N)/1e6, "local-MB/s")
+	b.ReportMetric(fromOrigin/fromLocal, "origin/local")
+	b.ReportMetric(cold/fromLocal, "cold-cache/local")
+	b.ReportMetric(warm/fromLocal, "warm-cache/local")
+}

@@ -18,6 +18,7 @@ func startCached(t *testing.T, fo *fileOrigin, originURL, cacheDir string, max i
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { bc.Close() })
 	o, err := NewHTTPOrigin(originURL, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -43,10 +44,11 @@ func TestBlockCache(t *testing.T) {
 	defer ots.Close()
 	u := ots.URL + "/prefix/?sig=s3cr3t-sig"
 
-	_, ts := startCached(t, fo, u, cacheDir, 1<<30)
+	first, ts := startCached(t, fo, u, cacheDir, 1<<30)
 	if r := readStream(t, get(t, sseURL(ts.URL, "f.bin")).Body); !bytes.Equal(r.data, data) {
 		t.Fatal("first stream differs from the file")
 	}
+	first.flush()
 	gets := fo.count(http.MethodGet)
 	bc, ts := startCached(t, fo, u, cacheDir, 1<<30)
 	if r := readStream(t, get(t, sseURL(ts.URL, "f.bin")).Body); !bytes.Equal(r.data, data) {
@@ -60,6 +62,7 @@ func TestBlockCache(t *testing.T) {
 	}
 
 	// A damaged entry is a miss, fetched again.
+	bc.flush()
 	entries, _ := filepath.Glob(filepath.Join(cacheDir, "*", "*-3"))
 	if len(entries) != 1 {
 		t.Fatalf("entries of block 3: %v", entries)
@@ -93,11 +96,13 @@ func TestBlockCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer bc.Close()
 	block := func(b byte) []byte { return bytes.Repeat([]byte{b}, 1000) }
 	p := make([]byte, 1000)
 	bc.put("aa-0", block(1))
 	bc.put("bb-0", block(2))
 	bc.put("cc-0", block(3))
+	bc.flush()
 	past := time.Now().Add(-time.Minute)
 	for i, n := range []string{"aa-0", "bb-0", "cc-0"} { // mtimes in the order of use
 		os.Chtimes(bc.path(n), past.Add(time.Duration(i)*time.Second), past.Add(time.Duration(i)*time.Second))
@@ -106,6 +111,7 @@ func TestBlockCacheEvictsLeastRecentlyUsed(t *testing.T) {
 		t.Fatal("aa-0 not cached")
 	}
 	bc.put("dd-0", block(4))
+	bc.flush()
 	if bc.get("bb-0", p) {
 		t.Error("bb-0, the least recently used, was not evicted")
 	}

@@ -41,6 +41,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				fmt.Fprintf(stderr, "ferry serve: block cache: %v\n", err)
 				return exitFailure
 			}
+			defer cfg.BlockCache.Close()
 		}
 	}
 	srv, err := server.New(cfg)
