@@ -34,6 +34,7 @@ import (
 const (
 	deployNginx   = "../../docs/deploy/nginx.conf"
 	deployHAProxy = "../../docs/deploy/haproxy.cfg"
+	deployUnit    = "../../docs/deploy/ferry.service"
 )
 
 // replica is a `ferry serve` process behind a balancer.
@@ -548,4 +549,121 @@ func TestNginxHTTP2ToBrowsers(t *testing.T) {
 	if s := parseSummary(t, stdout); s.SHA256 != want || fileSHA(t, out) != want {
 		t.Errorf("ferry get over HTTP/2: sha256 %s, want %s", s.SHA256, want)
 	}
+}
+
+// unitFile returns the settings of a systemd unit file, by key, in order,
+// with continued lines (a trailing backslash) joined.
+func unitFile(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(b), "\\\n", " ")
+	settings := map[string][]string{}
+	for line := range strings.Lines(text) {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == ';' || line[0] == '[' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("%s: %q is not key=value", path, line)
+		}
+		settings[k] = append(settings[k], strings.TrimSpace(v))
+	}
+	return settings
+}
+
+// TestSystemdUnit runs the ExecStart line of docs/deploy/ferry.service,
+// with only its paths and address replaced, and stops it as systemd does:
+// KillSignal, then SIGKILL after TimeoutStopSec. The unit's stop timeout
+// must leave ferry serve its whole --shutdown-timeout, and ferry serve must
+// exit 0 (Restart=on-failure restarts it otherwise) well within it, with a
+// stream open.
+func TestSystemdUnit(t *testing.T) {
+	unit := unitFile(t, deployUnit)
+	one := func(key string) string {
+		if v := unit[key]; len(v) == 1 {
+			return v[0]
+		}
+		t.Fatalf("%s: want one %s=, got %q", deployUnit, key, unit[key])
+		return ""
+	}
+	for key, want := range map[string]string{
+		"KillSignal": "SIGTERM", "Restart": "on-failure", "User": "ferry", "ProtectSystem": "strict", "CacheDirectory": "ferry",
+	} {
+		if got := one(key); got != want {
+			t.Errorf("%s: %s=%s, want %s", deployUnit, key, got, want)
+		}
+	}
+	root, cache := t.TempDir(), t.TempDir()
+	writeRandomFile(t, filepath.Join(root, "f.bin"), 4, 8<<20)
+	line, err := realparts.Fill(one("ExecStart"),
+		"/usr/local/bin/ferry", ferryBin, "/srv/ferry/files", root, "${FERRY_ADDR}", "127.0.0.1:0",
+		"/var/cache/ferry/manifests", cache)
+	if err != nil {
+		t.Fatalf("%s: ExecStart: %v", deployUnit, err)
+	}
+	if !strings.HasPrefix(one("ReadOnlyPaths"), "/srv/ferry") {
+		t.Errorf("%s: ReadOnlyPaths=%s does not hold --root /srv/ferry/files", deployUnit, one("ReadOnlyPaths"))
+	}
+	argv := strings.Fields(line)
+	f := newServeFlags(io.Discard)
+	if argv[0] != ferryBin || argv[1] != "serve" || f.fs.Parse(argv[2:]) != nil || f.fs.NArg() != 0 {
+		t.Fatalf("%s: ExecStart is not a ferry serve command line: %q", deployUnit, argv)
+	}
+	stopTimeout, err := time.ParseDuration(one("TimeoutStopSec"))
+	if err != nil {
+		t.Fatalf("%s: TimeoutStopSec: %v", deployUnit, err)
+	}
+	// ferry serve waits --shutdown-timeout for streams, then 1 s for their
+	// handlers to log.
+	if limit := *f.grace + time.Second; stopTimeout <= limit {
+		t.Errorf("%s: TimeoutStopSec=%v, want above --shutdown-timeout + 1s = %v", deployUnit, stopTimeout, limit)
+	}
+
+	cmd := exec.Command(argv[0], argv[1:]...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := new(lockedLog)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	first, _ := bufio.NewReader(stdout).ReadString('\n')
+	go io.Copy(io.Discard, stdout) // exits when the process ends
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	m := listening.FindStringSubmatch(first)
+	if m == nil {
+		t.Fatalf("ExecStart did not start a server (%q): %s", first, logs)
+	}
+	// A client that reads slowly keeps a stream open across the signal.
+	resp, err := http.Get("http://" + m[1] + "/sse/f.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(stopTimeout):
+		t.Fatalf("ferry serve still running TimeoutStopSec=%v after SIGTERM: systemd would SIGKILL it", stopTimeout)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("ferry serve exited %d after SIGTERM: Restart=on-failure would restart it\n%s", code, logs)
+	}
+	if !strings.Contains(logs.String(), `"outcome":"shutdown"`) {
+		t.Errorf("no stream ended with outcome shutdown:\n%s", logs)
+	}
+	t.Logf("stopped in %v with a stream open (TimeoutStopSec=%v, --shutdown-timeout %v)",
+		time.Since(start).Round(time.Millisecond), stopTimeout, *f.grace)
 }
