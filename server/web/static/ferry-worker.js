@@ -12,6 +12,10 @@
 // manifest endpoint why and reopens, restarts against a changed file, waits
 // with backoff, or fails. docs/BROWSER.md describes it in prose.
 import { createXXHash3, createXXHash128, createSHA256 } from "./hashes.js";
+import {
+  End, EventBlock, EventEnd, EventMeta, FieldData, FieldEncoding, FieldHash, FieldLength, FieldOffset, Gzip, Identity,
+  Manifest, Meta, QueryEncoding, QueryLastEventID, QueryRange, QueryVersion, read,
+} from "./wire.js";
 
 // The state file of a download: a JSON header padded with spaces to
 // HEADER bytes, then one bit per block (1: verified and written).
@@ -22,6 +26,9 @@ const FLUSH_MS = 2000; // … or after this long
 const PROGRESS_MS = 100; // at most one progress message per this long
 const MAX_BACKOFF_MS = 30000;
 const AUTO_RETRIES = 3; // browser reconnects without progress before diagnose()
+
+// A block event's data, cut before JSON.parse: "data":"<base64>".
+const DATA = `"${FieldData}":"`;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -154,12 +161,12 @@ class Job {
     this.setState("checking", "Checking the server for the stored version");
     const m = await this.manifest(true);
     if (!m) return; // diagnose() took over
-    if (m.etag !== this.etag) {
+    if (m.ETag !== this.etag) {
       return this.restart(m);
     }
-    this.expect = { xxh3_128: m.xxh3_128, sha256: m.sha256 };
+    this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
     this.setState("checking", "Verifying stored blocks");
-    const kept = await this.reverify(m.hashes);
+    const kept = await this.reverify(m.Hashes);
     this.log("verified", `${kept} of ${stored} stored blocks verified; fetching ${this.n - kept} blocks`);
     this.open();
   }
@@ -233,10 +240,10 @@ class Job {
     this.closeStream();
     const old = this.have, oldN = this.n;
     this.count = this.bytes = 0;
-    const sameBlocks = m.block_size === this.bs;
+    const sameBlocks = m.BlockSize === this.bs;
     this.expect = null;
-    this.setVersion(m.size, m.block_size, m.etag);
-    this.expect = { xxh3_128: m.xxh3_128, sha256: m.sha256 };
+    this.setVersion(m.Size, m.BlockSize, m.ETag);
+    this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
     this.writeHeader("active");
     if (!sameBlocks) {
       this.have.fill(0);
@@ -246,7 +253,7 @@ class Job {
       }
     }
     this.store.writeBitmap(this.have);
-    const kept = await this.reverify(m.hashes);
+    const kept = await this.reverify(m.Hashes);
     this.stats.reused += kept;
     const msg = `The file changed on the server; restarted with the new version, keeping ${kept} of ${had} verified blocks that still match`;
     this.log("changed", msg);
@@ -294,20 +301,20 @@ class Job {
     if (this.paused || this.finished) return;
     this.closeStream();
     const q = new URLSearchParams();
-    if (this.etag) q.set("v", this.etag);
-    if (this.compress) q.set("encoding", "gzip");
+    if (this.etag) q.set(QueryVersion, this.etag);
+    if (this.compress) q.set(QueryEncoding, Gzip);
     if (this.size >= 0) {
       const run = this.missing();
       if (!run) return this.finish();
-      if (run.start > 0) q.set("lastEventId", String(run.start - this.bs));
-      if (run.end < this.size) q.set("range", `${run.start}-${run.end - 1}`);
+      if (run.start > 0) q.set(QueryLastEventID, String(run.start - this.bs));
+      if (run.end < this.size) q.set(QueryRange, `${run.start}-${run.end - 1}`);
     }
     const es = new EventSource(this.withQuery(this.url, q));
     this.es = es;
     this.setState("downloading", "");
-    es.addEventListener("meta", (ev) => this.guard(es, () => this.onMeta(es, ev)));
-    es.addEventListener("block", (ev) => this.guard(es, () => this.onBlock(es, ev)));
-    es.addEventListener("end", (ev) => this.guard(es, () => this.onEnd(es, ev)));
+    es.addEventListener(EventMeta, (ev) => this.guard(es, () => this.onMeta(es, ev)));
+    es.addEventListener(EventBlock, (ev) => this.guard(es, () => this.onBlock(es, ev)));
+    es.addEventListener(EventEnd, (ev) => this.guard(es, () => this.onEnd(es, ev)));
     es.addEventListener("error", () => this.guard(es, () => this.onError(es)));
   }
 
@@ -348,13 +355,13 @@ class Job {
   }
 
   onMeta(es, ev) {
-    const m = JSON.parse(ev.data);
+    const m = read(Meta, JSON.parse(ev.data));
     this.stats.streams++;
-    this.log("stream", `Stream ${this.stats.streams} starts at byte ${m.start}`, { start: m.start, end: m.end, last: this.lastOffset });
+    this.log("stream", `Stream ${this.stats.streams} starts at byte ${m.Start}`, { start: m.Start, end: m.End, last: this.lastOffset });
     if (!this.etag || this.size < 0) {
-      this.checkQuota(m.size);
-      this.setVersion(m.size, m.block_size, m.etag); // pinned from here on
-    } else if (m.etag !== this.etag) {
+      this.checkQuota(m.Size);
+      this.setVersion(m.Size, m.BlockSize, m.ETag); // pinned from here on
+    } else if (m.ETag !== this.etag) {
       // The browser reconnected to a URL that was not pinned and got a new
       // version: take no block of it.
       this.closeStream();
@@ -365,27 +372,28 @@ class Job {
 
   onBlock(es, ev) {
     const s = ev.data;
-    // The payload is one JSON object whose "data" string is several hundred
+    // The payload is one JSON object whose data string is several hundred
     // KB of base64: cut it out and parse only the small rest as JSON.
-    const k = s.indexOf('"data":"');
-    const q = k < 0 ? -1 : s.indexOf('"', k + 8);
+    const k = s.indexOf(DATA);
+    const q = k < 0 ? -1 : s.indexOf('"', k + DATA.length);
     let f;
     try {
-      f = JSON.parse(s.slice(0, k) + '"data":0' + s.slice(q + 1));
+      f = JSON.parse(s.slice(0, k) + `"${FieldData}":0` + s.slice(q + 1));
     } catch {
       return this.corrupt(Number(ev.lastEventId), "unreadable block event");
     }
-    const off = f.offset, i = off / this.bs;
+    const off = f[FieldOffset], length = f[FieldLength], hash = f[FieldHash], encoding = f[FieldEncoding];
+    const i = off / this.bs;
     this.lastOffset = off;
-    if (k < 0 || q < 0 || !Number.isInteger(i) || i < 0 || i >= this.n || f.length !== this.blockLen(i) ||
-        ev.lastEventId !== String(off) || !/^[0-9a-f]{16}$/.test(f.hash)) {
+    if (k < 0 || q < 0 || !Number.isInteger(i) || i < 0 || i >= this.n || length !== this.blockLen(i) ||
+        ev.lastEventId !== String(off) || !/^[0-9a-f]{16}$/.test(hash)) {
       return this.corrupt(off, "malformed block event");
     }
     if (this.bit(i)) {
       this.stats.duplicates++;
       return;
     }
-    const b64 = s.slice(k + 8, q);
+    const b64 = s.slice(k + DATA.length, q);
     let r;
     try {
       r = this.buf.setFromBase64(b64);
@@ -394,16 +402,16 @@ class Job {
     }
     if (r.read !== b64.length) return this.corrupt(off, "block longer than announced");
     const data = this.buf.subarray(0, r.written);
-    switch (f.encoding) {
-      case "identity":
-        return this.accept(i, data, f.hash);
-      case "gzip":
-        return gunzip(data, f.length).then(
-          (raw) => (es === this.es ? this.accept(i, raw, f.hash) : undefined),
+    switch (encoding) {
+      case Identity:
+        return this.accept(i, data, hash);
+      case Gzip:
+        return gunzip(data, length).then(
+          (raw) => (es === this.es ? this.accept(i, raw, hash) : undefined),
           () => this.corrupt(off, "bad gzip data"),
         );
       default:
-        return this.corrupt(off, `unknown encoding ${f.encoding}`);
+        return this.corrupt(off, `unknown encoding ${encoding}`);
     }
   }
 
@@ -440,10 +448,10 @@ class Job {
   }
 
   onEnd(es, ev) {
-    const end = JSON.parse(ev.data);
+    const end = read(End, JSON.parse(ev.data));
     this.closeStream(); // or the browser reconnects forever
-    if (end.size !== this.size) return this.diagnose();
-    this.expect = { xxh3_128: end.xxh3_128, sha256: end.sha256 };
+    if (end.Size !== this.size) return this.diagnose();
+    this.expect = { xxh3_128: end.XXH3128, sha256: end.SHA256 };
     this.open(); // the next missing run, or finish
   }
 
@@ -468,10 +476,11 @@ class Job {
     return q ? url + "?" + q : url;
   }
 
-  // manifest fetches the manifest, pinned to the current version or not. It
-  // returns null when the request failed and diagnose() has taken over.
+  // manifest fetches the manifest, pinned to the current version or not, and
+  // returns its fields under their Go names (wire.js). It returns null when
+  // the request failed and diagnose() has taken over.
   async manifest(pinned) {
-    const u = this.withQuery(this.manifestURL, pinned && this.etag ? { v: this.etag } : {});
+    const u = this.withQuery(this.manifestURL, pinned && this.etag ? { [QueryVersion]: this.etag } : {});
     let res;
     try {
       res = await fetch(u, { cache: "no-store" });
@@ -482,7 +491,7 @@ class Job {
     if (this.finished) return null;
     if (res.status === 200) {
       try {
-        return await res.json();
+        return read(Manifest, await res.json());
       } catch {
         this.retryLater("The connection broke while reading the file list");
         return null;
@@ -511,21 +520,21 @@ class Job {
     this.setState("checking", "Asking the server why the stream stopped");
     const m = await this.manifest(true);
     if (!m || this.paused || this.finished) return;
-    if (this.size >= 0 && m.etag !== this.etag) {
+    if (this.size >= 0 && m.ETag !== this.etag) {
       if (this.onChange === "fail") {
         return this.fail(new FerryError(CHANGED, `“${this.path}” changed on the server (412).`, 412));
       }
       return this.restart(m);
     }
     if (this.size < 0) {
-      if (this.etag && m.etag !== this.etag) {
+      if (this.etag && m.ETag !== this.etag) {
         this.notice = "The file changed on the server since the list was loaded; downloading the new version";
         this.log("changed", this.notice);
       }
-      this.checkQuota(m.size);
-      this.setVersion(m.size, m.block_size, m.etag);
+      this.checkQuota(m.Size);
+      this.setVersion(m.Size, m.BlockSize, m.ETag);
     }
-    this.expect = { xxh3_128: m.xxh3_128, sha256: m.sha256 };
+    this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
     const wait = this.fails === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.fails);
     this.fails++;
     this.wait(wait, "The stream stopped; resuming", () => this.open());
@@ -568,8 +577,8 @@ class Job {
     if (!this.expect) {
       const m = await this.manifest(true);
       if (!m || this.finished) return;
-      if (m.etag !== this.etag) return this.restart(m);
-      this.expect = { xxh3_128: m.xxh3_128, sha256: m.sha256 };
+      if (m.ETag !== this.etag) return this.restart(m);
+      this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
     }
     this.advanceDigest(-1, null);
     const x = this.x128.digest("hex");

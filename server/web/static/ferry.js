@@ -9,6 +9,7 @@
 //
 // Each download runs in its own dedicated worker (ferry-worker.js); see
 // docs/BROWSER.md for how it streams, verifies and resumes.
+import { PathManifest, PathSSE, QueryVersion, ReservedQuery } from "./wire.js";
 
 const DIR = "ferry"; // the OPFS folder holding downloads
 const HEADER = 16384; // size of the JSON header of a .state file
@@ -67,9 +68,10 @@ export function download(url, opts = {}) {
 export class Download {
   constructor(url, opts) {
     const u = new URL(url, location.href);
-    const at = u.pathname.indexOf("/sse/");
-    if (at < 0) throw new TypeError(`ferry: ${url} is not an /sse/ URL`);
-    this.path = decodeURIComponent(u.pathname.slice(at + 5));
+    const at = u.pathname.indexOf(PathSSE);
+    if (at < 0) throw new TypeError(`ferry: ${url} is not an ${PathSSE} URL`);
+    const rel = u.pathname.slice(at + PathSSE.length); // the file's escaped path
+    this.path = decodeURIComponent(rel);
     // The URL's own query (a signature's exp and sig, or whatever else the
     // server put there) goes on every request, beside the module's own.
     const { query, pin } = ownQuery(u.search);
@@ -88,7 +90,7 @@ export class Download {
     this.worker.onerror = (e) => this._end(new FerryError("failed", `The download worker failed: ${e.message}`));
     this.worker.postMessage({
       type: "start", url: u.origin + u.pathname, query, path: this.path,
-      manifestURL: u.origin + u.pathname.slice(0, at) + "/manifest/" + u.pathname.slice(at + 5),
+      manifestURL: u.origin + u.pathname.slice(0, at) + PathManifest + rel,
       etag: opts.etag || pin, compress: opts.compress, sha256: opts.sha256, onChange: opts.onChange, storage: opts.storage,
     });
   }
@@ -267,17 +269,14 @@ async function removeKey(key) {
   }
 }
 
-// The query parameters the module sets itself on a stream or manifest URL.
-const OWN = ["v", "encoding", "lastEventId", "range"];
-
 // ownQuery returns the query of a download's URL without the parameters the
-// module sets itself, unchanged when it has none of them, and the version
-// pin (v) it carried.
+// module sets itself (ReservedQuery), unchanged when it has none of them,
+// and the version pin (QueryVersion) it carried.
 function ownQuery(search) {
   const q = new URLSearchParams(search);
-  const pin = q.get("v") || "";
-  if (!OWN.some((k) => q.has(k))) return { query: search.slice(1), pin };
-  for (const k of OWN) q.delete(k);
+  const pin = q.get(QueryVersion) || "";
+  if (!ReservedQuery.some((k) => q.has(k))) return { query: search.slice(1), pin };
+  for (const k of ReservedQuery) q.delete(k);
   return { query: q.toString(), pin };
 }
 
