@@ -4,7 +4,7 @@
 //
 // The download is a state machine:
 //
-//   open storage → (resuming: ask the manifest, re-verify stored blocks)
+//   open storage (storage.js) → (resuming: ask the manifest, re-verify stored blocks)
 //   → stream the missing blocks → verify the whole file → flush → done
 //
 // with detours: a cut stream is resumed by the browser's EventSource itself
@@ -12,15 +12,12 @@
 // manifest endpoint why and reopens, restarts against a changed file, waits
 // with backoff, or fails. docs/BROWSER.md describes it in prose.
 import { createXXHash3, createXXHash128, createSHA256 } from "./hashes.js";
+import { openStore } from "./storage.js";
 import {
   End, EventBlock, EventEnd, EventMeta, FieldData, FieldEncoding, FieldHash, FieldLength, FieldOffset, Gzip, Identity,
   Manifest, Meta, QueryEncoding, QueryLastEventID, QueryRange, QueryVersion, read,
 } from "./wire.js";
 
-// The state file of a download: a JSON header padded with spaces to
-// HEADER bytes, then one bit per block (1: verified and written).
-const HEADER = 16384;
-const STATE_VERSION = 1;
 const FLUSH_BYTES = 64 << 20; // flush the data file at least this often
 const FLUSH_MS = 2000; // … or after this long
 const PROGRESS_MS = 100; // at most one progress message per this long
@@ -31,7 +28,6 @@ const AUTO_RETRIES = 3; // browser reconnects without progress before diagnose()
 const DATA = `"${FieldData}":"`;
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
 
 // FerryError codes; ferry.js turns them into Error objects with the same code.
 const NOT_FOUND = "not-found", DENIED = "denied", STORAGE_FULL = "storage-full", CHECKSUM = "checksum",
@@ -183,7 +179,7 @@ class Job {
       this.buf = new Uint8Array(bs);
       this.scratch = new Uint8Array(bs);
     }
-    this.store.truncate(size, HEADER + this.have.length, bs);
+    this.store.truncate(size, bs, this.have.length);
     this.writeHeader("active");
     this.resetDigest();
   }
@@ -202,7 +198,7 @@ class Job {
 
   writeHeader(status) {
     this.store.writeHeader({
-      v: STATE_VERSION, path: this.path, url: this.withQuery(this.url), etag: this.etag, size: this.size,
+      path: this.path, url: this.withQuery(this.url), etag: this.etag, size: this.size,
       block_size: this.bs, status, xxh3_128: this.expect?.xxh3_128 ?? "", sha256: this.expect?.sha256 ?? "",
       updated: new Date().toISOString(),
     });
@@ -736,150 +732,4 @@ function fmt(n) {
   let i = 0;
   for (; n >= 1000 && i < u.length - 1; i++) n /= 1000;
   return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
-}
-
-// openStore opens the storage of one download: files in the Origin Private
-// File System written through sync access handles, or memory where OPFS is
-// missing.
-async function openStore(kind, key) {
-  if (kind === "opfs" && self.FileSystemSyncAccessHandle && navigator.storage?.getDirectory) {
-    try {
-      const root = await navigator.storage.getDirectory();
-      const dir = await root.getDirectoryHandle("ferry", { create: true });
-      return await OPFSStore.open(dir, key);
-    } catch (err) {
-      if (err?.name === "NoModificationAllowedError" || err?.name === "QuotaExceededError") throw err;
-      // e.g. a private window without OPFS: fall back to memory
-    }
-  }
-  return new MemoryStore();
-}
-
-// OPFSStore keeps a download in two OPFS files, <key>.part (the bytes at
-// their offsets) and <key>.state (header and bitmap). Writes through a sync
-// access handle reach the operating system at once, so a reload or a
-// crashed tab keeps them; flush() makes them durable.
-class OPFSStore {
-  static async open(dir, key) {
-    const s = new OPFSStore();
-    s.kind = "opfs";
-    s.dir = dir;
-    s.key = key;
-    s.data = await lock(await dir.getFileHandle(key + ".part", { create: true }));
-    try {
-      s.state = await lock(await dir.getFileHandle(key + ".state", { create: true }));
-    } catch (err) {
-      s.data.close();
-      throw err;
-    }
-    return s;
-  }
-  readHeader() {
-    if (this.state.getSize() < HEADER) return null;
-    const b = new Uint8Array(HEADER);
-    this.state.read(b, { at: 0 });
-    try {
-      const h = JSON.parse(dec.decode(b).trimEnd());
-      return h.v === STATE_VERSION ? h : null;
-    } catch {
-      return null;
-    }
-  }
-  writeHeader(h) {
-    const b = new Uint8Array(HEADER).fill(0x20);
-    const j = enc.encode(JSON.stringify(h));
-    if (j.length > HEADER) throw new Error("path too long for the state header");
-    b.set(j);
-    this.state.write(b, { at: 0 });
-  }
-  readBitmap(bits) {
-    this.state.read(bits, { at: HEADER });
-  }
-  writeBitmap(bits) {
-    this.state.write(bits, { at: HEADER });
-  }
-  writeBitmapByte(bits, i) {
-    this.state.write(bits.subarray(i, i + 1), { at: HEADER + i });
-  }
-  truncate(size, stateSize) {
-    if (this.data.getSize() !== size) this.data.truncate(size);
-    if (this.state.getSize() !== stateSize) this.state.truncate(stateSize);
-  }
-  write(b, at) {
-    if (this.data.write(b, { at }) !== b.length) {
-      throw new FerryError(STORAGE_FULL, "The browser's storage is full.");
-    }
-  }
-  read(b, at) {
-    return this.data.read(b, { at });
-  }
-  flush() {
-    this.data.flush();
-    this.state.flush();
-  }
-  close() {
-    this.data.close();
-    this.state.close();
-    return null;
-  }
-  remove() {
-    try {
-      this.close();
-    } catch {
-      // already closed
-    }
-    return Promise.all([this.dir.removeEntry(this.key + ".part"), this.dir.removeEntry(this.key + ".state")]).catch(() => {});
-  }
-}
-
-// lock opens a sync access handle, waiting a little for one that a page
-// being reloaded has not released yet.
-async function lock(fh) {
-  for (let i = 0; ; i++) {
-    try {
-      return await fh.createSyncAccessHandle();
-    } catch (err) {
-      if (err?.name !== "NoModificationAllowedError" || i >= 20) throw err;
-      await new Promise((r) => setTimeout(r, 150));
-    }
-  }
-}
-
-// MemoryStore keeps the blocks in memory, for browsers without OPFS.
-class MemoryStore {
-  constructor() {
-    this.kind = "memory";
-    this.blocks = [];
-    this.bs = 0;
-  }
-  readHeader() {
-    return null;
-  }
-  writeHeader() {}
-  readBitmap() {}
-  writeBitmap() {}
-  writeBitmapByte() {}
-  truncate(size, stateSize, bs) {
-    this.size = size;
-    this.bs = bs;
-    this.blocks.length = Math.min(this.blocks.length, Math.ceil(size / bs));
-  }
-  write(b, at) {
-    this.blocks[Math.floor(at / this.bs)] = b.slice();
-  }
-  read(b, at) {
-    const blk = this.blocks[Math.floor(at / this.bs)];
-    if (!blk) return 0;
-    b.set(blk.subarray(0, b.length));
-    return Math.min(b.length, blk.length);
-  }
-  flush() {}
-  close() {
-    const blob = new Blob(this.blocks);
-    this.blocks = [];
-    return blob;
-  }
-  remove() {
-    this.blocks = [];
-  }
 }

@@ -9,10 +9,8 @@
 //
 // Each download runs in its own dedicated worker (ferry-worker.js); see
 // docs/BROWSER.md for how it streams, verifies and resumes.
+import { DIR, HEADER, PART, STATE } from "./storage.js";
 import { PathManifest, PathSSE, QueryVersion, ReservedQuery } from "./wire.js";
-
-const DIR = "ferry"; // the OPFS folder holding downloads
-const HEADER = 16384; // size of the JSON header of a .state file
 
 /** FerryError is how a download fails; code is one of the strings below. */
 export class FerryError extends Error {
@@ -198,7 +196,7 @@ export async function stored() {
   const dir = await folder();
   const out = [];
   for await (const [name, h] of dir.entries()) {
-    if (!name.endsWith(".state") || h.kind !== "file") continue;
+    if (!name.endsWith(STATE) || h.kind !== "file") continue;
     try {
       const f = await h.getFile();
       const head = JSON.parse((await f.slice(0, HEADER).text()).trimEnd());
@@ -207,7 +205,7 @@ export async function stored() {
       for (let b of bits) for (; b; b &= b - 1) blocks++;
       const n = Math.ceil(head.size / head.block_size);
       const bytes = blocks === n ? head.size : blocks * head.block_size;
-      out.push({ ...head, key: name.slice(0, -".state".length), bytes });
+      out.push({ ...head, key: name.slice(0, -STATE.length), bytes });
     } catch {
       // being written by a worker, or not ours
     }
@@ -257,14 +255,14 @@ async function folder() {
 
 async function storedFile(key, path) {
   const dir = await folder();
-  const f = await (await dir.getFileHandle(key + ".part")).getFile();
+  const f = await (await dir.getFileHandle(key + PART)).getFile();
   // The OPFS name is a hash; give the user the real one.
   return new File([f], basename(path), { type: f.type, lastModified: f.lastModified });
 }
 
 async function removeKey(key) {
   const dir = await folder();
-  for (const suffix of [".part", ".state"]) {
+  for (const suffix of [PART, STATE]) {
     await dir.removeEntry(key + suffix).catch(() => {});
   }
 }
