@@ -44,7 +44,8 @@ export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.get
  *  - onProgress(p): called about ten times a second and on every change of
  *    state with {state, message, notice, bytes, total, blocks, totalBlocks,
  *    rate (bytes/s), eta (s or null), reconnects, corrupt, duplicates,
- *    reused, streams, storage}. state is one of starting, checking,
+ *    reused, rehashed (stored blocks read and hashed again), streams,
+ *    storage}. state is one of starting, checking,
  *    downloading, reconnecting, waiting, paused, done.
  *  - onLog(entry): a line of the download's history {t, kind, text, …}.
  *  - etag: the version to download (from /api/files); default: the version
@@ -54,11 +55,21 @@ export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.get
  *    the server's (default false: it costs about a third of the throughput).
  *  - onChange: "restart" (default) restarts against a file that changed on
  *    the server, keeping the blocks that still match; "fail" fails instead.
+ *  - retries: how many times a download may follow the file to another
+ *    version, or try again where the servers behind url disagree about its
+ *    version (a balancer over replicas whose copies differ), before it fails
+ *    with code "changed" (default 5, as ferry get's --retries; 0: never).
+ *    The rounds back off like failures (1 s doubling up to 30 s after the
+ *    first) and are not given back by progress. A network or server that is
+ *    down is waited for without a bound.
  *  - storage: "opfs" (default, memory where OPFS is missing) or "memory".
  *
  * @returns {Download}
  */
 export function download(url, opts = {}) {
+  if (opts.retries !== undefined && !(Number.isInteger(opts.retries) && opts.retries >= 0)) {
+    throw new RangeError(`ferry: retries ${opts.retries} is not a whole number of at least 0`);
+  }
   return new Download(url, opts);
 }
 
@@ -89,7 +100,8 @@ export class Download {
     this.worker.postMessage({
       type: "start", url: u.origin + u.pathname, query, path: this.path,
       manifestURL: u.origin + u.pathname.slice(0, at) + PathManifest + rel,
-      etag: opts.etag || pin, compress: opts.compress, sha256: opts.sha256, onChange: opts.onChange, storage: opts.storage,
+      etag: opts.etag || pin, compress: opts.compress, sha256: opts.sha256, onChange: opts.onChange, retries: opts.retries,
+      storage: opts.storage,
     });
   }
 
