@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -518,6 +519,13 @@ func TestBrowserErrorMessages(t *testing.T) {
 	if c.Progress.Reused == 0 {
 		t.Errorf("changing.bin: reused %d blocks, want the verified blocks of the unchanged first half", c.Progress.Reused)
 	}
+	// One change is one restart, after one manifest request.
+	if n := len(c.entries("changed")); n != 1 {
+		t.Errorf("changing.bin: %d changed entries in the page's log, want 1: %+v", n, c.Log)
+	}
+	if n := len(s.log.requests(chunker.PathManifest + "changing.bin")); n != 1 {
+		t.Errorf("changing.bin: %d manifest requests, want 1", n)
+	}
 }
 
 // TestHashBundleMatchesGo checks the bundled hash-wasm against zeebo/xxh3
@@ -824,5 +832,189 @@ func TestBrowserParallelOverHTTP2(t *testing.T) {
 	}
 	if len(protos) != 1 || protos["HTTP/2.0"] == 0 {
 		t.Errorf("requests by protocol: %v, want all HTTP/2.0", protos)
+	}
+}
+
+// balancer spreads a site's requests over two replicas, round-robin, as a
+// load balancer would, and counts the requests for files. The page and its
+// list always come from the first replica, so that the etag the page
+// starts with is known; the requests of a file alternate between the
+// replicas starting with the second, per file (together) or per file and
+// endpoint (apart, for the file named apart: its streams start on the
+// first replica and its manifests on the second), so that each test sees
+// the same sequence whatever else runs. The file named flaky is served by
+// the first replica alone, and every other stream request for it is
+// answered 503, as by a proxy that drops some.
+type balancer struct {
+	replicas     [2]http.Handler
+	apart, flaky string
+
+	mu    sync.Mutex
+	turns map[string]int
+	reqs  map[string][]time.Time // by URL path
+}
+
+func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	to := 0
+	stream, manifest := strings.HasPrefix(p, chunker.PathSSE), strings.HasPrefix(p, chunker.PathManifest)
+	if stream || manifest {
+		name := p[strings.Index(p[1:], "/")+2:]
+		key, first := name, 1
+		switch name {
+		case b.apart:
+			key = p
+			if stream {
+				first = 0
+			}
+		case b.flaky:
+			key, first = p, 0
+		}
+		b.mu.Lock()
+		turn := b.turns[key]
+		to = (first + turn) % 2
+		b.turns[key]++
+		b.reqs[p] = append(b.reqs[p], time.Now())
+		b.mu.Unlock()
+		if name == b.flaky {
+			if stream && turn%2 == 0 {
+				http.Error(w, "dropped", http.StatusServiceUnavailable)
+				return
+			}
+			to = 0
+		}
+	}
+	b.replicas[to].ServeHTTP(w, r)
+}
+
+// requests returns the times of the requests for a URL path.
+func (b *balancer) requests(path string) []time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.reqs[path])
+}
+
+// TestBrowserReplicasDisagree downloads from two real servers behind one
+// balancer, holding the same bytes with different mtimes, so different
+// etags. Through the page (default retries, 5), every stream reaches the
+// replica whose version the page does not hold and every manifest the one
+// it does; through the module (retries 3), the streams alternate and so do
+// the manifests, after a proxy cut the first stream with some blocks
+// verified. Both end with a "changed" error that says the servers disagree,
+// naming both etags, after at most retries+1 manifest requests, backing
+// off between them; the blocks verified are read again only once. A third
+// download, with retries 2, starts from an older version (one round to
+// the current one) and has every other stream refused by a server that has
+// the current version: a refusal is given back once a stream finds the
+// version, so the download completes.
+func TestBrowserReplicasDisagree(t *testing.T) {
+	need(t, true)
+	const together, apart, flaky = "together.bin", "apart.bin", "flaky.bin"
+	files := map[string][]byte{together: sample(12, 1<<20), apart: sample(13, 4<<20), flaky: sample(14, 4<<20)}
+	var etags [2]map[string]string
+	b := &balancer{apart: apart, flaky: flaky, turns: map[string]int{}, reqs: map[string][]time.Time{}}
+	mtime := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for i := range 2 {
+		root := t.TempDir()
+		etags[i] = map[string]string{}
+		for name, data := range files {
+			p := filepath.Join(root, name)
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			mt := mtime.Add(time.Duration(i) * time.Hour)
+			if err := os.Chtimes(p, mt, mt); err != nil {
+				t.Fatal(err)
+			}
+			etags[i][name] = manifest.ETag(int64(len(data)), mt, blockSize)
+		}
+		srv, err := server.New(server.Config{Root: root, BlockSize: blockSize, Retry: 250 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+		b.replicas[i] = srv
+	}
+	ts := httptest.NewServer(b)
+	t.Cleanup(func() {
+		ts.CloseClientConnections()
+		ts.Close()
+	})
+	// Every connection is cut after 1 MB: apart's first stream delivers a
+	// few blocks and no more.
+	proxy, err := servertest.NewProxy(ts.Listener.Addr().String(), func(int) servertest.Fault { return servertest.Fault{CutAt: 1_000_000} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	base := "http://" + proxy.Addr
+
+	const moduleRetries = 3
+	var got struct {
+		Page   card `json:"page"`
+		Module struct {
+			State    string `json:"state"`
+			Error    string `json:"error"`
+			Message  string `json:"message"`
+			Progress struct {
+				Bytes    int64 `json:"bytes"`
+				Reused   int   `json:"reused"`
+				Rehashed int   `json:"rehashed"`
+			} `json:"progress"`
+		} `json:"module"`
+		Flaky struct {
+			State   string `json:"state"`
+			Message string `json:"message"`
+			Size    int    `json:"size"`
+		} `json:"flaky"`
+		Invalid string `json:"invalid"`
+	}
+	older := manifest.ETag(int64(len(files[flaky])), mtime.Add(-time.Hour), blockSize)
+	node(t, &got, "replicas.mjs", base, together, apart, etags[0][apart], fmt.Sprint(moduleRetries), flaky, older)
+
+	for _, c := range []struct {
+		name, state, code, message string
+		retries                    int
+	}{
+		{together, got.Page.State, got.Page.Error, got.Page.Message, 5},
+		{apart, got.Module.State, got.Module.Error, got.Module.Message, moduleRetries},
+	} {
+		want := fmt.Sprintf("the servers behind %s%s%s disagree about the file's version: etag %s, then %s",
+			base, chunker.PathSSE, c.name, etags[0][c.name], etags[1][c.name])
+		if c.state != "error" || c.code != "changed" || !strings.Contains(c.message, want) {
+			t.Errorf("%s: state %q, error %q, message %q; want error changed saying %q", c.name, c.state, c.code, c.message, want)
+		}
+		manifests := b.requests(chunker.PathManifest + c.name)
+		if len(manifests) < 2 || len(manifests) > c.retries+1 {
+			t.Errorf("%s: %d manifest requests, want 2 to %d (retries+1)", c.name, len(manifests), c.retries+1)
+		}
+		if streams := b.requests(chunker.PathSSE + c.name); len(streams) > 2*(c.retries+1) {
+			t.Errorf("%s: %d stream requests, want at most %d", c.name, len(streams), 2*(c.retries+1))
+		}
+		// Rounds back off: 0, 1 s, 2 s, 4 s … between manifest requests.
+		if n := len(manifests); n >= 3 {
+			last := manifests[n-1].Sub(manifests[n-2])
+			want := time.Duration(500<<(n-2)) * time.Millisecond
+			if last < want*3/4 {
+				t.Errorf("%s: %v between the last two of %d manifest requests, want about %v (backoff)", c.name, last, n, want)
+			}
+		}
+	}
+	// apart's first stream verified some blocks; each of its rounds kept
+	// them (the same bytes), and only the first read and hashed them again:
+	// the later ones compared the two manifests.
+	if p := got.Module.Progress; p.Rehashed == 0 || p.Reused != p.Rehashed*moduleRetries {
+		t.Errorf("%s: %d blocks read and hashed again, %d reused over %d rounds; want the blocks verified before the first change read once and reused in every round",
+			apart, p.Rehashed, p.Reused, moduleRetries)
+	}
+	if got.Flaky.State != "done" || got.Flaky.Size != len(files[flaky]) {
+		t.Errorf("%s: state %q (%s), %d bytes; want done, %d bytes: a refused stream is not a version change",
+			flaky, got.Flaky.State, got.Flaky.Message, got.Flaky.Size, len(files[flaky]))
+	}
+	if refused := (len(b.requests(chunker.PathSSE+flaky)) + 1) / 2; refused < 4 {
+		t.Errorf("%s: %d stream requests refused, want at least 4 (more than its retries)", flaky, refused)
+	}
+	if !strings.Contains(got.Invalid, "RangeError") {
+		t.Errorf("download with retries -1: %q, want a RangeError", got.Invalid)
 	}
 }

@@ -2,6 +2,8 @@
 // download page served at / and the ES module /ferry.js with its worker.
 package web
 
+//go:generate go run ./internal/genwire
+
 import (
 	"embed"
 	"io/fs"

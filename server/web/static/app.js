@@ -1,6 +1,7 @@
 // app.js: the page at /. It lists the server's files and shows each download
 // made with ferry.js; the work itself happens in ferry.js's workers.
 import * as ferry from "/ferry.js";
+import { Entry, PathList, PathSSE, read } from "./wire.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 
@@ -8,8 +9,8 @@ const $ = (sel, root = document) => root.querySelector(sel);
 const downloads = new Map();
 window.ferryPage = { downloads };
 
-let files = []; // from /api/files
-let listError = ""; // why /api/files could not be read
+let files = []; // from PathList: Entry fields under their Go names
+let listError = ""; // why PathList could not be read
 let linkError = ""; // why the link in the page's fragment cannot be downloaded
 
 function h(tag, attrs = {}, ...children) {
@@ -40,14 +41,14 @@ function duration(s) {
 }
 
 function sseURL(path) {
-  return "/sse/" + path.split("/").map(encodeURIComponent).join("/");
+  return PathSSE + path.split("/").map(encodeURIComponent).join("/");
 }
 
 // Card is one download on the page.
 class Card {
   constructor(path, total, url = sseURL(path)) {
     this.path = path;
-    this.url = url; // the /sse/ URL, with its query (a signed link's exp and sig)
+    this.url = url; // the PathSSE URL, with its query (a signed link's exp and sig)
     this.total = total;
     this.log = [];
     this.dl = null;
@@ -232,13 +233,13 @@ function renderFiles() {
   const ul = $("#files");
   ul.replaceChildren();
   for (const f of files) {
-    const card = downloads.get(f.path);
+    const card = downloads.get(f.Path);
     const state = card?.el.dataset.state;
     const busy = !!card && state !== "error";
     const label = !card || state === "error" ? "Download" : card.result ? "Downloaded" : state === "paused" ? "Paused" : "Downloading";
-    ul.append(h("li", { "data-path": f.path },
-      h("span", { class: "name", title: f.path }, f.path),
-      h("span", { class: "size muted" }, size(f.size)),
+    ul.append(h("li", { "data-path": f.Path },
+      h("span", { class: "name", title: f.Path }, f.Path),
+      h("span", { class: "size muted" }, size(f.Size)),
       h("button", { type: "button", class: "primary", disabled: busy, onclick: () => startFile(f) }, label),
     ));
   }
@@ -250,9 +251,9 @@ function renderFiles() {
 }
 
 function startFile(f) {
-  let card = downloads.get(f.path);
-  if (!card) card = new Card(f.path, f.size);
-  card.start(f.etag);
+  let card = downloads.get(f.Path);
+  if (!card) card = new Card(f.Path, f.Size);
+  card.start(f.ETag);
   renderFiles();
 }
 
@@ -290,14 +291,14 @@ async function restore() {
 async function listFiles() {
   let res;
   try {
-    res = await fetch("/api/files", { cache: "no-store" });
-    if (res.ok) files = await res.json();
+    res = await fetch(PathList, { cache: "no-store" });
+    if (res.ok) files = (await res.json()).map((j) => read(Entry, j));
   } catch (err) {
     listError = `Could not list the files (${err.message}). Is the server running?`;
   }
   if (res?.status === 401 || res?.status === 403) {
     listError = `Access denied (${res.status}): this server lists its files only to holders of an access token, which this page cannot send. ` +
-      "To download a file, open its signed link (from ferry sign) in this page, after a #: /#/sse/<path>?exp=…&sig=…";
+      `To download a file, open its signed link (from ferry sign) in this page, after a #: /#${PathSSE}<path>?exp=…&sig=…`;
   } else if (res && !res.ok) {
     listError = `Could not list the files: the server answered ${res.status}.`;
   }
@@ -310,11 +311,11 @@ async function listFiles() {
 function startLink() {
   const link = location.hash.slice(1);
   const u = URL.parse(link, location.origin);
-  linkError = link && (u?.origin !== location.origin || !u.pathname.startsWith("/sse/"))
+  linkError = link && (u?.origin !== location.origin || !u.pathname.startsWith(PathSSE))
     ? `The link after the # in this page's address is not a download of this server: ${link}` : "";
   renderFiles();
   if (!link || linkError) return;
-  const path = decodeURIComponent(u.pathname.slice(5));
+  const path = decodeURIComponent(u.pathname.slice(PathSSE.length));
   const card = downloads.get(path) ?? new Card(path, -1);
   card.url = u.pathname + u.search;
   if (!card.dl?.worker && !card.result) card.start(); // new, failed or paused: (re)start with this link

@@ -4,27 +4,34 @@
 //
 // The download is a state machine:
 //
-//   open storage → (resuming: ask the manifest, re-verify stored blocks)
+//   open storage (storage.js) → (resuming: ask the manifest, re-verify stored blocks)
 //   → stream the missing blocks → verify the whole file → flush → done
 //
 // with detours: a cut stream is resumed by the browser's EventSource itself
 // (it sends Last-Event-ID); when EventSource gives up, diagnose() asks the
 // manifest endpoint why and reopens, restarts against a changed file, waits
-// with backoff, or fails. docs/BROWSER.md describes it in prose.
+// with backoff, or fails. Following the file to another version (or trying
+// again where the servers disagree about it) is a round of the retry budget:
+// changed() backs off between rounds and fails when they are spent.
+// docs/BROWSER.md describes it in prose.
 import { createXXHash3, createXXHash128, createSHA256 } from "./hashes.js";
+import { openStore } from "./storage.js";
+import {
+  End, EventBlock, EventEnd, EventMeta, FieldData, FieldEncoding, FieldHash, FieldLength, FieldOffset, Gzip, Identity,
+  Manifest, Meta, QueryEncoding, QueryLastEventID, QueryRange, QueryVersion, read,
+} from "./wire.js";
 
-// The state file of a download: a JSON header padded with spaces to
-// HEADER bytes, then one bit per block (1: verified and written).
-const HEADER = 16384;
-const STATE_VERSION = 1;
 const FLUSH_BYTES = 64 << 20; // flush the data file at least this often
 const FLUSH_MS = 2000; // … or after this long
 const PROGRESS_MS = 100; // at most one progress message per this long
 const MAX_BACKOFF_MS = 30000;
 const AUTO_RETRIES = 3; // browser reconnects without progress before diagnose()
+const DEFAULT_RETRIES = 5; // version rounds of a download, as ferry get's --retries
+
+// A block event's data, cut before JSON.parse: "data":"<base64>".
+const DATA = `"${FieldData}":"`;
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
 
 // FerryError codes; ferry.js turns them into Error objects with the same code.
 const NOT_FOUND = "not-found", DENIED = "denied", STORAGE_FULL = "storage-full", CHECKSUM = "checksum",
@@ -96,6 +103,8 @@ class Job {
     this.wantSHA = !!m.sha256; // compute SHA-256 here as blocks arrive
     this.storageKind = m.storage === "memory" ? "memory" : "opfs";
     this.onChange = m.onChange === "fail" ? "fail" : "restart";
+    this.rounds = new Rounds(m.retries ?? DEFAULT_RETRIES);
+    this.rounds.saw(this.etag);
 
     this.size = -1; // unknown until the first meta event or manifest
     this.bs = 0;
@@ -104,8 +113,14 @@ class Job {
     this.count = 0; // verified blocks
     this.bytes = 0; // verified bytes
     this.expect = null; // {xxh3_128, sha256} of the pinned version
+    this.hashes = null; // the manifest's block hashes of the pinned version, once fetched
 
     this.es = null;
+    // attempt is what the current stream told: whether it was pinned, whether
+    // its connection opened, the etag of its meta event, whether it was
+    // refused (closed by a non-200 answer). diagnose() reads it.
+    this.attempt = null;
+    this.unpinned = false; // open the next stream without the pin, to learn what a server has
     this.lastOffset = -1; // offset of the last block event processed
     this.queue = null; // promise chain while a gzip block is being decoded
     this.state = "starting";
@@ -116,7 +131,7 @@ class Job {
     this.fails = 0; // diagnose() rounds since the last verified block
     this.autoRetries = 0; // browser reconnects since the last verified block
 
-    this.stats = { reconnects: 0, corrupt: 0, duplicates: 0, reused: 0, streams: 0 };
+    this.stats = { reconnects: 0, corrupt: 0, duplicates: 0, reused: 0, rehashed: 0, streams: 0 };
     this.received = 0; // block bytes accepted from the network (for the rate)
     this.samples = [];
     this.lastProgress = 0;
@@ -152,14 +167,15 @@ class Job {
     const stored = popcount(this.have);
     this.log("resume", `Found ${stored} of ${this.n} blocks in storage`);
     this.setState("checking", "Checking the server for the stored version");
-    const m = await this.manifest(true);
+    const m = await this.manifest();
     if (!m) return; // diagnose() took over
-    if (m.etag !== this.etag) {
-      return this.restart(m);
+    if (m.ETag !== this.etag) {
+      return this.changed(m);
     }
-    this.expect = { xxh3_128: m.xxh3_128, sha256: m.sha256 };
+    this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
     this.setState("checking", "Verifying stored blocks");
-    const kept = await this.reverify(m.hashes);
+    const kept = await this.reverify(m.Hashes);
+    this.hashes = m.Hashes;
     this.log("verified", `${kept} of ${stored} stored blocks verified; fetching ${this.n - kept} blocks`);
     this.open();
   }
@@ -170,13 +186,14 @@ class Job {
     this.size = size;
     this.bs = bs;
     this.etag = etag;
+    this.rounds.saw(etag);
     this.n = Math.ceil(size / bs);
     if (resized || !this.have) {
       this.have = new Uint8Array(Math.ceil(this.n / 8));
       this.buf = new Uint8Array(bs);
       this.scratch = new Uint8Array(bs);
     }
-    this.store.truncate(size, HEADER + this.have.length, bs);
+    this.store.truncate(size, bs, this.have.length);
     this.writeHeader("active");
     this.resetDigest();
   }
@@ -195,7 +212,7 @@ class Job {
 
   writeHeader(status) {
     this.store.writeHeader({
-      v: STATE_VERSION, path: this.path, url: this.withQuery(this.url), etag: this.etag, size: this.size,
+      path: this.path, url: this.withQuery(this.url), etag: this.etag, size: this.size,
       block_size: this.bs, status, xxh3_128: this.expect?.xxh3_128 ?? "", sha256: this.expect?.sha256 ?? "",
       updated: new Date().toISOString(),
     });
@@ -208,6 +225,7 @@ class Job {
     for (let i = 0; i < this.n; i++) {
       if (!this.bit(i)) continue;
       const b = this.scratch.subarray(0, this.blockLen(i));
+      this.stats.rehashed++;
       if (i >= hashes.length || this.store.read(b, i * this.bs) !== b.length || this.x3.init().update(b).digest("hex") !== hashes[i]) {
         this.setBit(i, false);
         continue;
@@ -226,17 +244,21 @@ class Job {
     return kept;
   }
 
-  // restart moves the download to a new version of the file, keeping the
-  // stored blocks whose hashes still match.
+  // restart moves the download to the version of manifest m, keeping the
+  // stored blocks whose hashes still match. A block verified against the
+  // previous version's manifest is kept or dropped by comparing the two
+  // manifests, without reading it again; without that manifest (the blocks
+  // came from streams alone) each stored block is read and hashed.
   async restart(m) {
     const had = this.count;
     this.closeStream();
-    const old = this.have, oldN = this.n;
+    const old = this.have, oldN = this.n, oldHashes = this.hashes;
     this.count = this.bytes = 0;
-    const sameBlocks = m.block_size === this.bs;
+    const sameBlocks = m.BlockSize === this.bs;
     this.expect = null;
-    this.setVersion(m.size, m.block_size, m.etag);
-    this.expect = { xxh3_128: m.xxh3_128, sha256: m.sha256 };
+    this.setVersion(m.Size, m.BlockSize, m.ETag);
+    this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
+    this.hashes = null;
     this.writeHeader("active");
     if (!sameBlocks) {
       this.have.fill(0);
@@ -246,12 +268,32 @@ class Job {
       }
     }
     this.store.writeBitmap(this.have);
-    const kept = await this.reverify(m.hashes);
+    const kept = sameBlocks && oldHashes ? this.keepMatching(oldHashes, m.Hashes) : await this.reverify(m.Hashes);
+    if (this.finished) return;
+    this.hashes = m.Hashes;
     this.stats.reused += kept;
     const msg = `The file changed on the server; restarted with the new version, keeping ${kept} of ${had} verified blocks that still match`;
     this.log("changed", msg);
     this.notice = msg;
-    this.open();
+  }
+
+  // keepMatching keeps the stored blocks whose hash in the manifest they
+  // were verified against (from) is their hash in the new one (to), and
+  // drops the others. It reads nothing: the whole-file digest reads the
+  // kept blocks later, in order.
+  keepMatching(from, to) {
+    let kept = 0;
+    for (let i = 0; i < this.n; i++) {
+      if (!this.bit(i)) continue;
+      if (i < from.length && from[i] === to[i]) {
+        kept++;
+        this.count++;
+        this.bytes += this.blockLen(i);
+      } else {
+        this.setBit(i, false);
+      }
+    }
+    return kept;
   }
 
   resetDigest() {
@@ -294,20 +336,23 @@ class Job {
     if (this.paused || this.finished) return;
     this.closeStream();
     const q = new URLSearchParams();
-    if (this.etag) q.set("v", this.etag);
-    if (this.compress) q.set("encoding", "gzip");
+    const pinned = !!this.etag && !this.unpinned;
+    if (pinned) q.set(QueryVersion, this.etag);
+    if (this.compress) q.set(QueryEncoding, Gzip);
     if (this.size >= 0) {
       const run = this.missing();
       if (!run) return this.finish();
-      if (run.start > 0) q.set("lastEventId", String(run.start - this.bs));
-      if (run.end < this.size) q.set("range", `${run.start}-${run.end - 1}`);
+      if (run.start > 0) q.set(QueryLastEventID, String(run.start - this.bs));
+      if (run.end < this.size) q.set(QueryRange, `${run.start}-${run.end - 1}`);
     }
     const es = new EventSource(this.withQuery(this.url, q));
     this.es = es;
+    this.attempt = { pinned, opened: false, etag: "", refused: false };
     this.setState("downloading", "");
-    es.addEventListener("meta", (ev) => this.guard(es, () => this.onMeta(es, ev)));
-    es.addEventListener("block", (ev) => this.guard(es, () => this.onBlock(es, ev)));
-    es.addEventListener("end", (ev) => this.guard(es, () => this.onEnd(es, ev)));
+    es.addEventListener("open", () => this.guard(es, () => (this.attempt.opened = true)));
+    es.addEventListener(EventMeta, (ev) => this.guard(es, () => this.onMeta(es, ev)));
+    es.addEventListener(EventBlock, (ev) => this.guard(es, () => this.onBlock(es, ev)));
+    es.addEventListener(EventEnd, (ev) => this.guard(es, () => this.onEnd(es, ev)));
     es.addEventListener("error", () => this.guard(es, () => this.onError(es)));
   }
 
@@ -348,44 +393,54 @@ class Job {
   }
 
   onMeta(es, ev) {
-    const m = JSON.parse(ev.data);
+    const m = read(Meta, JSON.parse(ev.data));
     this.stats.streams++;
-    this.log("stream", `Stream ${this.stats.streams} starts at byte ${m.start}`, { start: m.start, end: m.end, last: this.lastOffset });
+    this.log("stream", `Stream ${this.stats.streams} starts at byte ${m.Start}`, { start: m.Start, end: m.End, last: this.lastOffset });
+    this.attempt.etag = m.ETag;
+    this.rounds.saw(m.ETag);
     if (!this.etag || this.size < 0) {
-      this.checkQuota(m.size);
-      this.setVersion(m.size, m.block_size, m.etag); // pinned from here on
-    } else if (m.etag !== this.etag) {
-      // The browser reconnected to a URL that was not pinned and got a new
-      // version: take no block of it.
+      this.checkQuota(m.Size);
+      this.setVersion(m.Size, m.BlockSize, m.ETag); // pinned from here on
+    } else if (m.ETag !== this.etag) {
+      // A stream that was not pinned (or the browser's reconnect of one)
+      // reached a server with another version: take no block of it, and
+      // ask the manifest which version is current.
       this.closeStream();
-      this.log("changed", "The file changed on the server");
+      this.rounds.confirm();
+      this.log("changed", `A server has another version of the file (etag ${m.ETag}, not ${this.etag})`);
       return this.diagnose();
+    }
+    if (this.unpinned) {
+      // The refusal that unpinned the stream was not about the version.
+      this.unpinned = false;
+      this.rounds.refund();
     }
   }
 
   onBlock(es, ev) {
     const s = ev.data;
-    // The payload is one JSON object whose "data" string is several hundred
+    // The payload is one JSON object whose data string is several hundred
     // KB of base64: cut it out and parse only the small rest as JSON.
-    const k = s.indexOf('"data":"');
-    const q = k < 0 ? -1 : s.indexOf('"', k + 8);
+    const k = s.indexOf(DATA);
+    const q = k < 0 ? -1 : s.indexOf('"', k + DATA.length);
     let f;
     try {
-      f = JSON.parse(s.slice(0, k) + '"data":0' + s.slice(q + 1));
+      f = JSON.parse(s.slice(0, k) + `"${FieldData}":0` + s.slice(q + 1));
     } catch {
       return this.corrupt(Number(ev.lastEventId), "unreadable block event");
     }
-    const off = f.offset, i = off / this.bs;
+    const off = f[FieldOffset], length = f[FieldLength], hash = f[FieldHash], encoding = f[FieldEncoding];
+    const i = off / this.bs;
     this.lastOffset = off;
-    if (k < 0 || q < 0 || !Number.isInteger(i) || i < 0 || i >= this.n || f.length !== this.blockLen(i) ||
-        ev.lastEventId !== String(off) || !/^[0-9a-f]{16}$/.test(f.hash)) {
+    if (k < 0 || q < 0 || !Number.isInteger(i) || i < 0 || i >= this.n || length !== this.blockLen(i) ||
+        ev.lastEventId !== String(off) || !/^[0-9a-f]{16}$/.test(hash)) {
       return this.corrupt(off, "malformed block event");
     }
     if (this.bit(i)) {
       this.stats.duplicates++;
       return;
     }
-    const b64 = s.slice(k + 8, q);
+    const b64 = s.slice(k + DATA.length, q);
     let r;
     try {
       r = this.buf.setFromBase64(b64);
@@ -394,16 +449,16 @@ class Job {
     }
     if (r.read !== b64.length) return this.corrupt(off, "block longer than announced");
     const data = this.buf.subarray(0, r.written);
-    switch (f.encoding) {
-      case "identity":
-        return this.accept(i, data, f.hash);
-      case "gzip":
-        return gunzip(data, f.length).then(
-          (raw) => (es === this.es ? this.accept(i, raw, f.hash) : undefined),
+    switch (encoding) {
+      case Identity:
+        return this.accept(i, data, hash);
+      case Gzip:
+        return gunzip(data, length).then(
+          (raw) => (es === this.es ? this.accept(i, raw, hash) : undefined),
           () => this.corrupt(off, "bad gzip data"),
         );
       default:
-        return this.corrupt(off, `unknown encoding ${f.encoding}`);
+        return this.corrupt(off, `unknown encoding ${encoding}`);
     }
   }
 
@@ -440,14 +495,16 @@ class Job {
   }
 
   onEnd(es, ev) {
-    const end = JSON.parse(ev.data);
+    const end = read(End, JSON.parse(ev.data));
     this.closeStream(); // or the browser reconnects forever
-    if (end.size !== this.size) return this.diagnose();
-    this.expect = { xxh3_128: end.xxh3_128, sha256: end.sha256 };
+    if (end.Size !== this.size) return this.diagnose();
+    this.expect = { xxh3_128: end.XXH3128, sha256: end.SHA256 };
     this.open(); // the next missing run, or finish
   }
 
   onError(es) {
+    this.attempt.refused = es.readyState === EventSource.CLOSED && !this.attempt.opened;
+    this.attempt.opened = false; // until the browser's reconnect, if any, opens
     if (es.readyState === EventSource.CONNECTING && ++this.autoRetries <= AUTO_RETRIES) {
       // The browser reconnects by itself, sending Last-Event-ID.
       this.stats.reconnects++;
@@ -468,10 +525,12 @@ class Job {
     return q ? url + "?" + q : url;
   }
 
-  // manifest fetches the manifest, pinned to the current version or not. It
-  // returns null when the request failed and diagnose() has taken over.
-  async manifest(pinned) {
-    const u = this.withQuery(this.manifestURL, pinned && this.etag ? { v: this.etag } : {});
+  // manifest fetches the manifest of the version the server has (not pinned:
+  // one request tells the version and brings its manifest) and returns its
+  // fields under their Go names (wire.js). It returns null when the request
+  // failed and diagnose() has taken over.
+  async manifest() {
+    const u = this.withQuery(this.manifestURL);
     let res;
     try {
       res = await fetch(u, { cache: "no-store" });
@@ -482,14 +541,15 @@ class Job {
     if (this.finished) return null;
     if (res.status === 200) {
       try {
-        return await res.json();
+        const m = read(Manifest, await res.json());
+        this.rounds.saw(m.ETag);
+        return m;
       } catch {
         this.retryLater("The connection broke while reading the file list");
         return null;
       }
     }
     const body = await res.json().catch(() => ({}));
-    if (res.status === 412 && pinned) return this.manifest(false);
     if (res.status === 404) {
       this.fail(new FerryError(NOT_FOUND, `“${this.path}” is not on the server (404).`, 404));
     } else if (res.status === 401) {
@@ -505,34 +565,78 @@ class Job {
   }
 
   // diagnose asks the manifest endpoint why a stream stopped, then resumes,
-  // restarts against a new version, waits, or fails.
+  // follows the file to a new version, waits, or fails.
   async diagnose() {
     if (this.paused || this.finished) return;
+    const a = this.attempt; // the stream that stopped, if one did
+    this.attempt = null;
     this.setState("checking", "Asking the server why the stream stopped");
-    const m = await this.manifest(true);
+    const m = await this.manifest();
     if (!m || this.paused || this.finished) return;
-    if (this.size >= 0 && m.etag !== this.etag) {
+    if (this.size >= 0 && m.ETag !== this.etag) {
       if (this.onChange === "fail") {
         return this.fail(new FerryError(CHANGED, `“${this.path}” changed on the server (412).`, 412));
       }
-      return this.restart(m);
+      return this.changed(m);
     }
     if (this.size < 0) {
-      if (this.etag && m.etag !== this.etag) {
+      this.checkQuota(m.Size);
+      if (this.etag && m.ETag !== this.etag) {
+        // The file changed since the list was loaded: nothing is stored yet.
         this.notice = "The file changed on the server since the list was loaded; downloading the new version";
         this.log("changed", this.notice);
+        return this.changed(m);
       }
-      this.checkQuota(m.size);
-      this.setVersion(m.size, m.block_size, m.etag);
+      this.setVersion(m.Size, m.BlockSize, m.ETag);
     }
-    this.expect = { xxh3_128: m.xxh3_128, sha256: m.sha256 };
-    const wait = this.fails === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.fails);
+    this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
+    this.hashes = m.Hashes;
+    if (a?.etag && a.etag !== this.etag) {
+      // A stream's server has another version than the manifest's.
+      return this.changed(m, `a server sent etag ${a.etag}, the manifest is still ${this.etag}`);
+    }
+    if (a?.refused && a.pinned) {
+      // A stream pinned to the manifest's version was refused: most likely
+      // a 412 from a server with another version, which an EventSource
+      // cannot show. The next stream goes unpinned and its meta event
+      // tells; if it is this version after all, the round is given back.
+      return this.changed(m, `a stream pinned to etag ${this.etag} was refused, the manifest is still ${this.etag}`, true);
+    }
+    const wait = backoff(this.fails);
     this.fails++;
     this.wait(wait, "The stream stopped; resuming", () => this.open());
   }
 
+  // changed is a round of the retry budget: it follows the file to the
+  // version of manifest m, or, when m is the version held and a server
+  // answered with another (why), tries again with the next stream
+  // unpinned. Rounds back off like failures; when they are spent it fails.
+  // A tentative round is given back if the next stream finds m's version.
+  async changed(m, why = "", tentative = false) {
+    const err = this.rounds.next(this.url, tentative);
+    if (err) return this.fail(err);
+    let waiting = "The file changed on the server";
+    if (m.ETag !== this.etag || this.size < 0) {
+      if (this.size < 0) {
+        this.setVersion(m.Size, m.BlockSize, m.ETag);
+        this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
+        this.hashes = m.Hashes;
+      } else {
+        await this.restart(m);
+      }
+      if (this.finished || this.paused) return; // resume() asks the manifest again
+      this.unpinned = false;
+    } else {
+      this.unpinned = true;
+      waiting = "The servers behind this link disagree about the file's version";
+      this.notice = `${waiting}; trying again`;
+      this.log("changed", `${this.notice} (${why})`);
+    }
+    this.wait(backoff(this.rounds.n - 1), waiting, () => this.open());
+  }
+
   retryLater(why) {
-    const wait = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** this.fails);
+    const wait = backoff(this.fails + 1);
     this.fails++;
     this.log("waiting", `${why}; retrying in ${Math.round(wait / 1000)} s`);
     this.wait(wait, why, () => this.diagnose());
@@ -566,10 +670,11 @@ class Job {
     if (this.finished) return;
     this.closeStream();
     if (!this.expect) {
-      const m = await this.manifest(true);
+      const m = await this.manifest();
       if (!m || this.finished) return;
-      if (m.etag !== this.etag) return this.restart(m);
-      this.expect = { xxh3_128: m.xxh3_128, sha256: m.sha256 };
+      if (m.ETag !== this.etag) return this.changed(m);
+      this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
+      this.hashes = m.Hashes;
     }
     this.advanceDigest(-1, null);
     const x = this.x128.digest("hex");
@@ -694,6 +799,70 @@ class Job {
   }
 }
 
+// backoff returns the wait before the next try after n failures (or
+// rounds) in a row: none after none, then 1 s doubling up to MAX_BACKOFF_MS.
+function backoff(n) {
+  return n <= 0 ? 0 : Math.min(MAX_BACKOFF_MS, 500 * 2 ** n);
+}
+
+// Rounds bounds how often a download follows the file to another version,
+// or tries again where the servers behind its URL disagree about it, and
+// remembers the etags they answered with, to say why it stopped. Unlike
+// failures, rounds are not given back by progress: replicas that disagree
+// would let a download bounce between them for ever, a block at a time.
+class Rounds {
+  constructor(retries) {
+    this.retries = retries;
+    this.n = 0; // rounds so far
+    this.seen = []; // etags in the order seen, without repeats in a row
+    this.tentative = false; // the last round was a refusal not known to be about the version
+  }
+
+  // saw records an etag a server answered with.
+  saw(etag) {
+    if (etag && this.seen.at(-1) !== etag) this.seen.push(etag);
+  }
+
+  // confirm keeps a tentative round: a server did have another version.
+  confirm() {
+    this.tentative = false;
+  }
+
+  // refund gives a tentative round back: the stream after it found the
+  // version held.
+  refund() {
+    if (this.tentative && this.n > 0) this.n--;
+    this.tentative = false;
+  }
+
+  // next starts another round, tentative or not, or returns the FerryError
+  // to fail with when the retries are spent. A tentative round past the
+  // budget is free while no server has answered with another version: a
+  // refusal alone is no version trouble.
+  next(url, tentative) {
+    this.tentative = false;
+    if (this.n >= this.retries) {
+      if (tentative && this.seen.length < 2) return null;
+      return this.exhausted(url);
+    }
+    this.n++;
+    this.tentative = tentative;
+    return null;
+  }
+
+  // exhausted tells servers that disagree (an etag came back after another)
+  // from a file that kept changing.
+  exhausted(url) {
+    const tries = this.n + 1;
+    for (let i = 1; i < this.seen.length; i++) {
+      if (this.seen.slice(0, i).includes(this.seen[i])) {
+        return new FerryError(CHANGED, `Gave up after ${tries} tries: the servers behind ${url} disagree about the file's version: etag ${this.seen[i]}, then ${this.seen[i - 1]}.`);
+      }
+    }
+    return new FerryError(CHANGED, `Gave up after ${tries} tries: ${url} kept changing during the download: etags ${this.seen.join(", ")}.`);
+  }
+}
+
 // gunzip decodes one gzip block with the browser's DecompressionStream and
 // checks that it holds exactly length bytes.
 async function gunzip(data, length) {
@@ -727,150 +896,4 @@ function fmt(n) {
   let i = 0;
   for (; n >= 1000 && i < u.length - 1; i++) n /= 1000;
   return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
-}
-
-// openStore opens the storage of one download: files in the Origin Private
-// File System written through sync access handles, or memory where OPFS is
-// missing.
-async function openStore(kind, key) {
-  if (kind === "opfs" && self.FileSystemSyncAccessHandle && navigator.storage?.getDirectory) {
-    try {
-      const root = await navigator.storage.getDirectory();
-      const dir = await root.getDirectoryHandle("ferry", { create: true });
-      return await OPFSStore.open(dir, key);
-    } catch (err) {
-      if (err?.name === "NoModificationAllowedError" || err?.name === "QuotaExceededError") throw err;
-      // e.g. a private window without OPFS: fall back to memory
-    }
-  }
-  return new MemoryStore();
-}
-
-// OPFSStore keeps a download in two OPFS files, <key>.part (the bytes at
-// their offsets) and <key>.state (header and bitmap). Writes through a sync
-// access handle reach the operating system at once, so a reload or a
-// crashed tab keeps them; flush() makes them durable.
-class OPFSStore {
-  static async open(dir, key) {
-    const s = new OPFSStore();
-    s.kind = "opfs";
-    s.dir = dir;
-    s.key = key;
-    s.data = await lock(await dir.getFileHandle(key + ".part", { create: true }));
-    try {
-      s.state = await lock(await dir.getFileHandle(key + ".state", { create: true }));
-    } catch (err) {
-      s.data.close();
-      throw err;
-    }
-    return s;
-  }
-  readHeader() {
-    if (this.state.getSize() < HEADER) return null;
-    const b = new Uint8Array(HEADER);
-    this.state.read(b, { at: 0 });
-    try {
-      const h = JSON.parse(dec.decode(b).trimEnd());
-      return h.v === STATE_VERSION ? h : null;
-    } catch {
-      return null;
-    }
-  }
-  writeHeader(h) {
-    const b = new Uint8Array(HEADER).fill(0x20);
-    const j = enc.encode(JSON.stringify(h));
-    if (j.length > HEADER) throw new Error("path too long for the state header");
-    b.set(j);
-    this.state.write(b, { at: 0 });
-  }
-  readBitmap(bits) {
-    this.state.read(bits, { at: HEADER });
-  }
-  writeBitmap(bits) {
-    this.state.write(bits, { at: HEADER });
-  }
-  writeBitmapByte(bits, i) {
-    this.state.write(bits.subarray(i, i + 1), { at: HEADER + i });
-  }
-  truncate(size, stateSize) {
-    if (this.data.getSize() !== size) this.data.truncate(size);
-    if (this.state.getSize() !== stateSize) this.state.truncate(stateSize);
-  }
-  write(b, at) {
-    if (this.data.write(b, { at }) !== b.length) {
-      throw new FerryError(STORAGE_FULL, "The browser's storage is full.");
-    }
-  }
-  read(b, at) {
-    return this.data.read(b, { at });
-  }
-  flush() {
-    this.data.flush();
-    this.state.flush();
-  }
-  close() {
-    this.data.close();
-    this.state.close();
-    return null;
-  }
-  remove() {
-    try {
-      this.close();
-    } catch {
-      // already closed
-    }
-    return Promise.all([this.dir.removeEntry(this.key + ".part"), this.dir.removeEntry(this.key + ".state")]).catch(() => {});
-  }
-}
-
-// lock opens a sync access handle, waiting a little for one that a page
-// being reloaded has not released yet.
-async function lock(fh) {
-  for (let i = 0; ; i++) {
-    try {
-      return await fh.createSyncAccessHandle();
-    } catch (err) {
-      if (err?.name !== "NoModificationAllowedError" || i >= 20) throw err;
-      await new Promise((r) => setTimeout(r, 150));
-    }
-  }
-}
-
-// MemoryStore keeps the blocks in memory, for browsers without OPFS.
-class MemoryStore {
-  constructor() {
-    this.kind = "memory";
-    this.blocks = [];
-    this.bs = 0;
-  }
-  readHeader() {
-    return null;
-  }
-  writeHeader() {}
-  readBitmap() {}
-  writeBitmap() {}
-  writeBitmapByte() {}
-  truncate(size, stateSize, bs) {
-    this.size = size;
-    this.bs = bs;
-    this.blocks.length = Math.min(this.blocks.length, Math.ceil(size / bs));
-  }
-  write(b, at) {
-    this.blocks[Math.floor(at / this.bs)] = b.slice();
-  }
-  read(b, at) {
-    const blk = this.blocks[Math.floor(at / this.bs)];
-    if (!blk) return 0;
-    b.set(blk.subarray(0, b.length));
-    return Math.min(b.length, blk.length);
-  }
-  flush() {}
-  close() {
-    const blob = new Blob(this.blocks);
-    this.blocks = [];
-    return blob;
-  }
-  remove() {
-    this.blocks = [];
-  }
 }

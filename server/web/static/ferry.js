@@ -9,9 +9,8 @@
 //
 // Each download runs in its own dedicated worker (ferry-worker.js); see
 // docs/BROWSER.md for how it streams, verifies and resumes.
-
-const DIR = "ferry"; // the OPFS folder holding downloads
-const HEADER = 16384; // size of the JSON header of a .state file
+import { DIR, HEADER, PART, STATE } from "./storage.js";
+import { PathManifest, PathSSE, QueryVersion, ReservedQuery } from "./wire.js";
 
 /** FerryError is how a download fails; code is one of the strings below. */
 export class FerryError extends Error {
@@ -45,7 +44,8 @@ export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.get
  *  - onProgress(p): called about ten times a second and on every change of
  *    state with {state, message, notice, bytes, total, blocks, totalBlocks,
  *    rate (bytes/s), eta (s or null), reconnects, corrupt, duplicates,
- *    reused, streams, storage}. state is one of starting, checking,
+ *    reused, rehashed (stored blocks read and hashed again), streams,
+ *    storage}. state is one of starting, checking,
  *    downloading, reconnecting, waiting, paused, done.
  *  - onLog(entry): a line of the download's history {t, kind, text, …}.
  *  - etag: the version to download (from /api/files); default: the version
@@ -55,11 +55,21 @@ export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.get
  *    the server's (default false: it costs about a third of the throughput).
  *  - onChange: "restart" (default) restarts against a file that changed on
  *    the server, keeping the blocks that still match; "fail" fails instead.
+ *  - retries: how many times a download may follow the file to another
+ *    version, or try again where the servers behind url disagree about its
+ *    version (a balancer over replicas whose copies differ), before it fails
+ *    with code "changed" (default 5, as ferry get's --retries; 0: never).
+ *    The rounds back off like failures (1 s doubling up to 30 s after the
+ *    first) and are not given back by progress. A network or server that is
+ *    down is waited for without a bound.
  *  - storage: "opfs" (default, memory where OPFS is missing) or "memory".
  *
  * @returns {Download}
  */
 export function download(url, opts = {}) {
+  if (opts.retries !== undefined && !(Number.isInteger(opts.retries) && opts.retries >= 0)) {
+    throw new RangeError(`ferry: retries ${opts.retries} is not a whole number of at least 0`);
+  }
   return new Download(url, opts);
 }
 
@@ -67,9 +77,10 @@ export function download(url, opts = {}) {
 export class Download {
   constructor(url, opts) {
     const u = new URL(url, location.href);
-    const at = u.pathname.indexOf("/sse/");
-    if (at < 0) throw new TypeError(`ferry: ${url} is not an /sse/ URL`);
-    this.path = decodeURIComponent(u.pathname.slice(at + 5));
+    const at = u.pathname.indexOf(PathSSE);
+    if (at < 0) throw new TypeError(`ferry: ${url} is not an ${PathSSE} URL`);
+    const rel = u.pathname.slice(at + PathSSE.length); // the file's escaped path
+    this.path = decodeURIComponent(rel);
     // The URL's own query (a signature's exp and sig, or whatever else the
     // server put there) goes on every request, beside the module's own.
     const { query, pin } = ownQuery(u.search);
@@ -88,8 +99,9 @@ export class Download {
     this.worker.onerror = (e) => this._end(new FerryError("failed", `The download worker failed: ${e.message}`));
     this.worker.postMessage({
       type: "start", url: u.origin + u.pathname, query, path: this.path,
-      manifestURL: u.origin + u.pathname.slice(0, at) + "/manifest/" + u.pathname.slice(at + 5),
-      etag: opts.etag || pin, compress: opts.compress, sha256: opts.sha256, onChange: opts.onChange, storage: opts.storage,
+      manifestURL: u.origin + u.pathname.slice(0, at) + PathManifest + rel,
+      etag: opts.etag || pin, compress: opts.compress, sha256: opts.sha256, onChange: opts.onChange, retries: opts.retries,
+      storage: opts.storage,
     });
   }
 
@@ -196,7 +208,7 @@ export async function stored() {
   const dir = await folder();
   const out = [];
   for await (const [name, h] of dir.entries()) {
-    if (!name.endsWith(".state") || h.kind !== "file") continue;
+    if (!name.endsWith(STATE) || h.kind !== "file") continue;
     try {
       const f = await h.getFile();
       const head = JSON.parse((await f.slice(0, HEADER).text()).trimEnd());
@@ -205,7 +217,7 @@ export async function stored() {
       for (let b of bits) for (; b; b &= b - 1) blocks++;
       const n = Math.ceil(head.size / head.block_size);
       const bytes = blocks === n ? head.size : blocks * head.block_size;
-      out.push({ ...head, key: name.slice(0, -".state".length), bytes });
+      out.push({ ...head, key: name.slice(0, -STATE.length), bytes });
     } catch {
       // being written by a worker, or not ours
     }
@@ -255,29 +267,26 @@ async function folder() {
 
 async function storedFile(key, path) {
   const dir = await folder();
-  const f = await (await dir.getFileHandle(key + ".part")).getFile();
+  const f = await (await dir.getFileHandle(key + PART)).getFile();
   // The OPFS name is a hash; give the user the real one.
   return new File([f], basename(path), { type: f.type, lastModified: f.lastModified });
 }
 
 async function removeKey(key) {
   const dir = await folder();
-  for (const suffix of [".part", ".state"]) {
+  for (const suffix of [PART, STATE]) {
     await dir.removeEntry(key + suffix).catch(() => {});
   }
 }
 
-// The query parameters the module sets itself on a stream or manifest URL.
-const OWN = ["v", "encoding", "lastEventId", "range"];
-
 // ownQuery returns the query of a download's URL without the parameters the
-// module sets itself, unchanged when it has none of them, and the version
-// pin (v) it carried.
+// module sets itself (ReservedQuery), unchanged when it has none of them,
+// and the version pin (QueryVersion) it carried.
 function ownQuery(search) {
   const q = new URLSearchParams(search);
-  const pin = q.get("v") || "";
-  if (!OWN.some((k) => q.has(k))) return { query: search.slice(1), pin };
-  for (const k of OWN) q.delete(k);
+  const pin = q.get(QueryVersion) || "";
+  if (!ReservedQuery.some((k) => q.has(k))) return { query: search.slice(1), pin };
+  for (const k of ReservedQuery) q.delete(k);
   return { query: q.toString(), pin };
 }
 
