@@ -39,8 +39,22 @@ var listening = regexp.MustCompile(`http://(127\.0\.0\.1:\d+)/`)
 // failing t, if the process exits first (its port is taken, say).
 func startServe(t *testing.T, root, addr, cacheDir string) (*serveProc, error) {
 	t.Helper()
-	cmd := exec.Command(ferryBin, "serve", "--root", root, "--addr", addr, "--block-size", "16KiB",
+	return startServeWith(t, nil, "--root", root, "--addr", addr, "--block-size", "16KiB",
 		"--retry", "50ms", "--log", "json", "--cache-dir", cacheDir)
+}
+
+// startServeWith starts ferry serve with args, and env added to the
+// environment, and waits until it listens.
+func startServeWith(t *testing.T, env []string, args ...string) (*serveProc, error) {
+	t.Helper()
+	cmd := exec.Command(ferryBin, append([]string{"serve"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	addr := "?"
+	for i, a := range args {
+		if a == "--addr" && i+1 < len(args) {
+			addr = args[i+1]
+		}
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
