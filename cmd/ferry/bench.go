@@ -17,8 +17,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/ferry-dev/ferry/chunker"
 	harness "github.com/ferry-dev/ferry/internal/bench"
+	"github.com/ferry-dev/ferry/internal/realparts"
 	"github.com/ferry-dev/ferry/server/servertest"
 )
 
@@ -60,7 +63,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	_, curlErr := exec.LookPath("curl")
-	all := benchCases(curlErr == nil, *cuts)
+	weed, weedErr := realparts.WeedPath()
+	all := benchCases(curlErr == nil, *cuts, weedErr == nil)
 	if *list {
 		for _, c := range all {
 			fmt.Fprintln(stdout, c.name)
@@ -78,7 +82,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitFailure
 	}
 
-	b := &bench{exe: exe, size: int64(size), blockSize: int(blockSize), rate: int64(rate), log: stderr}
+	b := &bench{exe: exe, size: int64(size), blockSize: int(blockSize), rate: int64(rate), log: stderr, weed: weed}
+	defer func() {
+		if b.store != nil {
+			b.store.Stop()
+		}
+	}()
 	if *dir == "" {
 		if *dir, err = os.MkdirTemp("", "ferry-bench-"); err != nil {
 			fmt.Fprintf(stderr, "ferry bench: %v\n", err)
@@ -174,7 +183,7 @@ func (c benchCase) baseline() string {
 }
 
 // benchCases lists every case, in the order they run.
-func benchCases(curl bool, cuts int) []benchCase {
+func benchCases(curl bool, cuts int, s3 bool) []benchCase {
 	var cs []benchCase
 	for _, kind := range []string{"random", "text"} {
 		cs = append(cs, benchCase{name: kind + "/http", kind: kind, client: "http"})
@@ -193,8 +202,14 @@ func benchCases(curl bool, cuts int) []benchCase {
 		benchCase{name: "slow/text/ferry/auto/p1", kind: "text", client: "ferry", codec: "auto", parallel: 1, slow: true},
 		benchCase{name: "slow/text/ferry/identity/p1", kind: "text", client: "ferry", codec: "identity", parallel: 1, slow: true},
 	)
-	for _, cache := range []string{"cold", "warm"} {
-		cs = append(cs, benchCase{name: "origin/random/http/" + cache, kind: "random", client: "ferry", codec: "identity", parallel: 1, origin: "http", cache: cache})
+	origins := []string{"http"}
+	if s3 {
+		origins = append(origins, "s3")
+	}
+	for _, o := range origins {
+		for _, cache := range []string{"cold", "warm"} {
+			cs = append(cs, benchCase{name: "origin/random/" + o + "/" + cache, kind: "random", client: "ferry", codec: "identity", parallel: 1, origin: o, cache: cache})
+		}
 	}
 	if cuts > 0 {
 		cs = append(cs, benchCase{name: "resume/random/ferry/auto/p1", kind: "random", client: "ferry", codec: "auto", parallel: 1, cuts: cuts})
@@ -249,6 +264,8 @@ type bench struct {
 	out       string // the folder the clients write to
 	cache     string // the servers' --cache-dir
 	log       io.Writer
+	weed      string               // the SeaweedFS binary, for the s3 origin cases
+	store     *realparts.SeaweedFS // started by the first s3 case
 }
 
 func (b *bench) fail(ctx context.Context, err error) int {
@@ -440,7 +457,15 @@ func (b *bench) startFront(ctx context.Context, c benchCase, origin *harness.Ser
 	if err := os.RemoveAll(cache); err != nil {
 		return nil, err
 	}
-	front, err := harness.StartServer(ctx, b.exe, cache, b.blockSize, "--origin", origin.Base()+chunker.PathFiles)
+	source := []string{"--origin", origin.Base() + chunker.PathFiles}
+	if c.origin == "s3" {
+		endpoint, err := b.s3Store(ctx, c.kind)
+		if err != nil {
+			return nil, err
+		}
+		source = []string{"--origin", "s3://bench/", "--s3-endpoint", endpoint}
+	}
+	front, err := harness.StartServer(ctx, b.exe, cache, b.blockSize, source...)
 	if err != nil {
 		return nil, err
 	}
@@ -451,6 +476,43 @@ func (b *bench) startFront(ctx context.Context, c benchCase, origin *harness.Ser
 		}
 	}
 	return front, nil
+}
+
+// s3Store starts SeaweedFS on first use, with the data file of kind in
+// its bucket "bench", and returns its S3 endpoint. The servers it starts
+// inherit the store's credentials through the AWS variables.
+func (b *bench) s3Store(ctx context.Context, kind string) (string, error) {
+	if b.store == nil {
+		dir := filepath.Join(filepath.Dir(b.cache), "weed")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", err
+		}
+		fmt.Fprintf(b.log, "ferry bench: starting SeaweedFS (%s)\n", b.weed)
+		w, err := realparts.LaunchSeaweedFS(b.weed, dir)
+		if err != nil {
+			return "", err
+		}
+		b.store = w
+		if err := w.CreateBucket(ctx, "bench"); err != nil {
+			return "", fmt.Errorf("SeaweedFS: %w", err)
+		}
+		os.Setenv("AWS_ACCESS_KEY_ID", w.AccessKey)
+		os.Setenv("AWS_SECRET_ACCESS_KEY", w.SecretKey)
+		os.Setenv("AWS_REGION", "us-east-1")
+	}
+	key := kind + ".bin"
+	if _, err := b.store.Client().HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("bench"), Key: &key}); err != nil {
+		f, err := os.Open(filepath.Join(b.data, key))
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		fmt.Fprintf(b.log, "ferry bench: uploading %s to SeaweedFS\n", key)
+		if err := b.store.Put(ctx, "bench", key, f, b.size); err != nil {
+			return "", fmt.Errorf("SeaweedFS: %w", err)
+		}
+	}
+	return b.store.S3, nil
 }
 
 // argv is the command line of case c's client, downloading file from the

@@ -14,7 +14,7 @@ func TestBenchCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("ferry bench: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	for _, c := range benchCases(strings.Contains(stdout, "\nrandom/curl "), 2) {
+	for _, c := range benchCases(strings.Contains(stdout, "\nrandom/curl "), 2, strings.Contains(stdout, "\norigin/random/s3/")) {
 		if !strings.Contains(stdout, "\n"+c.name+" ") {
 			t.Errorf("the table has no row %q:\n%s", c.name, stdout)
 		}
@@ -41,7 +41,7 @@ func TestBenchUsage(t *testing.T) {
 }
 
 func TestSelectCases(t *testing.T) {
-	all := benchCases(true, 8)
+	all := benchCases(true, 8, true)
 	tests := []struct {
 		only string
 		want []string

@@ -14,10 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/ferry-dev/ferry/internal/realparts"
 	"github.com/ferry-dev/ferry/server/servertest"
 )
@@ -25,40 +21,21 @@ import (
 // s3Store is a bucket of a real SeaweedFS for the origin tests.
 type s3Store struct {
 	w      *realparts.SeaweedFS
-	client *s3.Client
 	bucket string
 }
 
 func startS3(t *testing.T) *s3Store {
 	t.Helper()
-	w := realparts.StartSeaweedFS(t)
-	c := s3.New(s3.Options{
-		BaseEndpoint: aws.String(w.S3), UsePathStyle: true, Region: "us-east-1",
-		Credentials:                credentials.NewStaticCredentialsProvider(w.AccessKey, w.SecretKey, ""),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-	})
-	st := &s3Store{w: w, client: c, bucket: "artifacts"}
-	// The gateway answers before its filer is ready: retry the first
-	// request until it succeeds.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		_, err := c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: &st.bucket})
-		if err == nil {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("CreateBucket: %v\n%s", err, w.Output())
-		}
-		time.Sleep(200 * time.Millisecond) // polling a condition, with a deadline
+	st := &s3Store{w: realparts.StartSeaweedFS(t), bucket: "artifacts"}
+	if err := st.w.CreateBucket(context.Background(), st.bucket); err != nil {
+		t.Fatalf("CreateBucket: %v\n%s", err, st.w.Output())
 	}
+	return st
 }
 
 func (st *s3Store) put(t *testing.T, key string, data []byte) {
 	t.Helper()
-	if _, err := st.client.PutObject(context.Background(), &s3.PutObjectInput{
-		Bucket: &st.bucket, Key: &key, Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
-	}); err != nil {
+	if err := st.w.Put(context.Background(), st.bucket, key, bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatalf("PutObject %s: %v", key, err)
 	}
 }

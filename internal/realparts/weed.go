@@ -2,7 +2,10 @@ package realparts
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +16,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // SeaweedFS is a running "weed server" with its S3 gateway: an
@@ -62,12 +69,11 @@ func Weed(t testing.TB) string {
 
 // freePortPair returns a port p such that p and p+10000 (where weed puts
 // a server's gRPC port) are both free on 127.0.0.1.
-func freePortPair(t testing.TB) int {
-	t.Helper()
+func freePortPair() (int, error) {
 	for range 100 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return 0, err
 		}
 		p := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
@@ -76,20 +82,28 @@ func freePortPair(t testing.TB) int {
 		}
 		if ln2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+10000)); err == nil {
 			ln2.Close()
-			return p
+			return p, nil
 		}
 	}
-	t.Fatal("realparts: no free pair of ports")
-	return 0
+	return 0, errors.New("realparts: no free pair of ports")
 }
 
-// StartSeaweedFS runs a master, a volume server, a filer and the S3
-// gateway in one "weed server" process over a temporary folder, with two
-// identities, and returns once the gateway answers. It stops when t ends.
+// StartSeaweedFS runs SeaweedFS (see LaunchSeaweedFS) in a temporary
+// folder and stops it when t ends; it skips t without weed.
 func StartSeaweedFS(t testing.TB) *SeaweedFS {
 	t.Helper()
-	bin := Weed(t)
-	dir := t.TempDir()
+	w, err := LaunchSeaweedFS(Weed(t), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return w
+}
+
+// LaunchSeaweedFS runs a master, a volume server, a filer and the S3
+// gateway in one "weed server" process over dir, with two identities, and
+// returns once the gateway answers. Stop ends it.
+func LaunchSeaweedFS(bin, dir string) (*SeaweedFS, error) {
 	w := &SeaweedFS{AccessKey: "ferry-test-key", SecretKey: "ferry-test-secret-do-not-log",
 		ReaderKey: "ferry-reader-key", ReaderSecret: "ferry-reader-secret-do-not-log",
 		out: new(weedLog), done: make(chan struct{})}
@@ -99,11 +113,14 @@ func StartSeaweedFS(t testing.TB) *SeaweedFS {
 		w.AccessKey, w.SecretKey, w.ReaderKey, w.ReaderSecret)
 	confPath := filepath.Join(dir, "s3.json")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ports := make([]int, 4)
 	for i := range ports {
-		ports[i] = freePortPair(t)
+		var err error
+		if ports[i], err = freePortPair(); err != nil {
+			return nil, err
+		}
 	}
 	data := filepath.Join(dir, "data")
 	os.Mkdir(data, 0o755)
@@ -115,30 +132,60 @@ func StartSeaweedFS(t testing.TB) *SeaweedFS {
 	w.cmd.Dir = dir
 	w.cmd.Stdout, w.cmd.Stderr = w.out, w.out
 	if err := w.cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	go func() { w.cmd.Wait(); close(w.done) }() // exits with weed
-	t.Cleanup(w.Stop)
 	w.S3 = "http://127.0.0.1:" + strconv.Itoa(ports[3])
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		// Any HTTP answer (403 to an unsigned request) means the gateway
-		// is up; the filer behind it may still be starting, which the
-		// caller's first request retries through.
+		// is up; the filer behind it may still be starting, which
+		// CreateBucket retries through.
 		resp, err := http.Get(w.S3 + "/")
 		if err == nil {
 			resp.Body.Close()
-			return w
+			return w, nil
 		}
 		select {
 		case <-w.done:
-			t.Fatalf("weed server exited:\n%s", w.out.tail())
+			return nil, fmt.Errorf("weed server exited:\n%s", w.out.tail())
 		case <-time.After(100 * time.Millisecond): // polling a condition, with a deadline
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("weed's S3 gateway did not answer within 90s:\n%s", w.out.tail())
+			w.Stop()
+			return nil, fmt.Errorf("weed's S3 gateway did not answer within 90s:\n%s", w.out.tail())
 		}
 	}
+}
+
+// Client returns an S3 client of the store with the identity allowed
+// everything.
+func (w *SeaweedFS) Client() *s3.Client {
+	return s3.New(s3.Options{
+		BaseEndpoint: aws.String(w.S3), UsePathStyle: true, Region: "us-east-1",
+		Credentials:                credentials.NewStaticCredentialsProvider(w.AccessKey, w.SecretKey, ""),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	})
+}
+
+// CreateBucket creates a bucket, retrying for up to a minute while the
+// store's filer is still starting.
+func (w *SeaweedFS) CreateBucket(ctx context.Context, bucket string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, err := w.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &bucket})
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond) // polling a condition, with a deadline
+	}
+}
+
+// Put stores size bytes of r as bucket/key.
+func (w *SeaweedFS) Put(ctx context.Context, bucket, key string, r io.Reader, size int64) error {
+	_, err := w.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: r, ContentLength: aws.Int64(size)})
+	return err
 }
 
 // Stop ends weed and waits for it.
