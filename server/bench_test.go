@@ -72,16 +72,7 @@ func BenchmarkEmission(b *testing.B) {
 	}
 	defer s.Close()
 	ts := newBenchServer(b, s)
-	rate := func(u string) float64 {
-		start := time.Now()
-		resp, err := http.Get(u)
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return float64(len(data)) / time.Since(start).Seconds()
-	}
+	rate := func(u string) float64 { return readRate(b, u, len(data)) }
 	rate(ts + "/sse/f.bin") // warm the page cache and the manifest cache
 	var files, sse float64
 	b.SetBytes(int64(len(data)))
@@ -134,16 +125,7 @@ func BenchmarkOrigin(b *testing.B) {
 	}
 	defer remote.Close()
 	rts := newBenchServer(b, remote)
-	rate := func(u string) float64 {
-		start := time.Now()
-		resp, err := http.Get(u)
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return float64(len(data)) / time.Since(start).Seconds()
-	}
+	rate := func(u string) float64 { return readRate(b, u, len(data)) }
 	rate(lts + "/sse/f.bin") // warm the page cache
 	var fromLocal, fromOrigin, cold, warm float64
 	b.SetBytes(int64(len(data)))
@@ -168,4 +150,17 @@ func BenchmarkOrigin(b *testing.B) {
 	b.ReportMetric(fromOrigin/fromLocal, "origin/local")
 	b.ReportMetric(cold/fromLocal, "cold-cache/local")
 	b.ReportMetric(warm/fromLocal, "warm-cache/local")
+}
+
+// readRate GETs u, reads its body to the end and returns size bytes over
+// the time that took.
+func readRate(b *testing.B, u string, size int) float64 {
+	start := time.Now()
+	resp, err := http.Get(u)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return float64(size) / time.Since(start).Seconds()
 }

@@ -139,7 +139,9 @@ func (s *Server) manifestOf(ctx context.Context, f *file) (*manifest.Manifest, e
 			return m, nil
 		}
 		start := time.Now()
-		defer func() { s.log.Info("manifest", "path", f.rel, "etag", f.etag, "source", "hashed", "duration", time.Since(start)) }()
+		defer func() {
+			s.log.Info("manifest", "path", f.rel, "etag", f.etag, "source", "hashed", "duration", time.Since(start))
+		}()
 		hashed := new(atomic.Int64)
 		s.hashing.Store(key, hashed)
 		defer s.hashing.Delete(key)

@@ -10,9 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/server/servertest"
 )
 
 // TestManifestNotReady: a manifest that takes longer to hash than
@@ -67,7 +68,7 @@ func TestClientGoneIsNotAServerError(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "big.bin"), bytes.Repeat([]byte{7}, 64<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs servertest.SyncBuffer
 	s, err := New(Config{Root: root, ManifestWait: time.Minute, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -101,22 +102,4 @@ func TestClientGoneIsNotAServerError(t *testing.T) {
 	if strings.Contains(logs.String(), "internal error") || strings.Contains(logs.String(), "status=500") {
 		t.Errorf("a client that left was logged as a server error:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer that a logger and a test may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

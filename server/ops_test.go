@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ferry-dev/ferry/server/servertest"
 )
 
 // /metrics counts what a stream, a resume and a refused pin did, in
@@ -136,7 +138,7 @@ func TestTrustedProxy(t *testing.T) {
 		{[]string{"127.0.0.1"}, "remote=203.0.113.9"},
 		{[]string{"127.0.0.0/8"}, "remote=203.0.113.9"},
 	} {
-		var log syncBuffer
+		var log servertest.SyncBuffer
 		s, err := New(Config{Root: t.TempDir(), TrustedProxies: c.trusted, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 		if err != nil {
 			t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // HTTPOrigin serves the files of another web server that honours Range:
@@ -115,14 +114,8 @@ func originStatus(code int) error {
 
 // Open asks the origin for the file's current version with a HEAD.
 func (o *HTTPOrigin) Open(ctx context.Context, rel string) (Object, error) {
-	info, err := o.stat(ctx, rel)
-	if err != nil {
-		return nil, err
-	}
-	obj := &remoteObject{info: info, checked: time.Now()}
-	obj.stat = func(ctx context.Context) (ObjectInfo, error) { return o.stat(ctx, rel) }
-	obj.get = func(ctx context.Context, off int64) (io.ReadCloser, error) { return o.get(ctx, info, off) }
-	return obj, nil
+	stat := func(ctx context.Context) (ObjectInfo, error) { return o.stat(ctx, rel) }
+	return openRemote(ctx, stat, o.get)
 }
 
 func (o *HTTPOrigin) stat(ctx context.Context, rel string) (ObjectInfo, error) {

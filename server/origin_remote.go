@@ -29,6 +29,19 @@ type remoteObject struct {
 	checked time.Time // when Unchanged last asked the origin
 }
 
+// openRemote returns the version stat finds of a remote file, read with
+// get.
+func openRemote(ctx context.Context, stat func(context.Context) (ObjectInfo, error),
+	get func(ctx context.Context, info ObjectInfo, off int64) (io.ReadCloser, error)) (Object, error) {
+	info, err := stat(ctx)
+	if err != nil {
+		return nil, err
+	}
+	obj := &remoteObject{info: info, stat: stat, checked: time.Now()}
+	obj.get = func(ctx context.Context, off int64) (io.ReadCloser, error) { return get(ctx, info, off) }
+	return obj, nil
+}
+
 // readAhead is how many bytes a remote object's reader may hold ahead of
 // its consumer.
 const readAhead = 8 << 20

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -99,14 +98,8 @@ func (o *S3Origin) Ready(ctx context.Context) error {
 
 // Open asks for the object's current version.
 func (o *S3Origin) Open(ctx context.Context, rel string) (Object, error) {
-	info, err := o.stat(ctx, rel)
-	if err != nil {
-		return nil, err
-	}
-	obj := &remoteObject{info: info, checked: time.Now()}
-	obj.stat = func(ctx context.Context) (ObjectInfo, error) { return o.stat(ctx, rel) }
-	obj.get = func(ctx context.Context, off int64) (io.ReadCloser, error) { return o.get(ctx, info, off) }
-	return obj, nil
+	stat := func(ctx context.Context) (ObjectInfo, error) { return o.stat(ctx, rel) }
+	return openRemote(ctx, stat, o.get)
 }
 
 func (o *S3Origin) stat(ctx context.Context, rel string) (ObjectInfo, error) {

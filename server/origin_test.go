@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ferry-dev/ferry/chunker"
+	"github.com/ferry-dev/ferry/server/servertest"
 )
 
 // fileOrigin is a web server over a folder, as nginx is: Range, and an
@@ -223,7 +224,7 @@ func TestHTTPOriginFileReplaced(t *testing.T) {
 func TestHTTPOriginErrors(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "f.bin", randomBytes(100<<10, 4))
-	var log syncBuffer
+	var log servertest.SyncBuffer
 	fo, ts := startOrigin(t, dir, false, 64<<10, &log)
 	cases := []struct {
 		name   string

@@ -10,12 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferry-dev/ferry/manifest"
 	"github.com/ferry-dev/ferry/server"
+	"github.com/ferry-dev/ferry/server/servertest"
 )
 
 // ferry manifest writes the manifest ferry serve would compute; a server
@@ -46,7 +46,7 @@ func TestSharedManifest(t *testing.T) {
 
 	fetch := func(bs int) (source string, body []byte) {
 		t.Helper()
-		var log syncBuf
+		var log servertest.SyncBuffer
 		srv, err := server.New(server.Config{Root: root, BlockSize: bs, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 		if err != nil {
 			t.Fatal(err)
@@ -90,22 +90,4 @@ func TestSharedManifest(t *testing.T) {
 	if strings.Contains(rec.Body.String(), manifest.SharedSuffix) || !strings.Contains(rec.Body.String(), "f.bin") {
 		t.Errorf("listing: %s", rec.Body.String())
 	}
-}
-
-// syncBuf is a bytes.Buffer that a logger and a test may share.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
