@@ -108,7 +108,12 @@ func (s *Server) handleFile(c echo.Context) error {
 	h := c.Response().Header()
 	h.Set("ETag", `"`+f.etag+`"`)
 	h.Set("Accept-Ranges", "bytes")
-	http.ServeContent(c.Response(), c.Request(), path.Base(f.rel), f.info.ModTime, io.NewSectionReader(f.obj, 0, f.info.Size))
+	var content io.ReadSeeker = io.NewSectionReader(f.obj, 0, f.info.Size)
+	if osf := localFile(f.obj); osf != nil {
+		// An *os.File is sent with sendfile(2): the kernel copies, not us.
+		content = osf
+	}
+	http.ServeContent(c.Response(), c.Request(), path.Base(f.rel), f.info.ModTime, content)
 	return nil
 }
 

@@ -83,6 +83,17 @@ type dirObject struct {
 
 func (d *dirObject) Info() ObjectInfo { return d.info }
 
+// localFile returns the open file behind a local Object, or nil.
+func localFile(o Object) *os.File {
+	if ob, ok := o.(observedObject); ok {
+		o = ob.Object
+	}
+	if d, ok := o.(*dirObject); ok {
+		return d.File
+	}
+	return nil
+}
+
 // Unchanged reports whether the open file still has the size, modification
 // time and status change time it had when it was opened. The last one
 // catches a rewrite in place that put the old mtime back (cp -p, a build
