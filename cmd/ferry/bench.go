@@ -32,6 +32,9 @@ import (
 // for each case, and "ferry get", "curl" or "ferry bench fetch" (a plain Go
 // GET of /files/ written to a file and synced, as ferry get does).
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "delay-line" {
+		return runDelayLine(ctx, args[1:], stderr)
+	}
 	if len(args) > 0 && args[0] == "fetch" {
 		return runBenchFetch(ctx, args[1:], stderr)
 	}
@@ -47,6 +50,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cuts := fs.Int("cuts", 8, "connection cuts in the resume case (0: no resume case)")
 	repeat := fs.Int("repeat", 1, "runs of each case, interleaved; the fastest is shown")
 	list := fs.Bool("list", false, "print the case names and exit")
+	links := fs.String("link", "", "comma-separated shaped links to measure on instead (dsl, office, wan, mobile, shaped): server and clients in two network namespaces (needs root)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: ferry bench [--size 1GiB] [--block-size 256KiB] [--dir DIR] [--only CASES] [--rate 50MiB/s] [--cuts 8] [--repeat 1]")
 		fs.PrintDefaults()
@@ -96,6 +100,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		defer os.RemoveAll(*dir)
 	}
 	b.data, b.out, b.cache = filepath.Join(*dir, "data"), filepath.Join(*dir, "out"), filepath.Join(*dir, "cache")
+	if *links != "" {
+		fmt.Fprintf(stdout, "command: ferry %s\n", strings.Join(append([]string{"bench"}, args...), " "))
+		if err := b.runLinks(ctx, strings.Split(*links, ","), *repeat, stdout); err != nil {
+			return b.fail(ctx, err)
+		}
+		return exitOK
+	}
 	loadStart := harness.LoadAverage()
 	if err := b.prepare(ctx, cases); err != nil {
 		return b.fail(ctx, err)

@@ -35,9 +35,16 @@ type Server struct {
 // access log and the given cache folder, serving source (--root DIR or
 // --origin URL), and returns once it listens.
 func StartServer(ctx context.Context, exe, cacheDir string, blockSize int, source ...string) (*Server, error) {
+	return StartServerArgv(ctx, append([]string{exe, "serve", "--addr", "127.0.0.1:0", "--block-size", strconv.Itoa(blockSize),
+		"--log", "json", "--cache-dir", cacheDir}, source...))
+}
+
+// StartServerArgv starts a "ferry serve" command line of argv (with --log
+// json, for Sync and Wire; run in a network namespace through "ip netns
+// exec", say) and returns once it listens.
+func StartServerArgv(ctx context.Context, argv []string) (*Server, error) {
 	s := &Server{healthz: make(chan struct{}, 1), exited: make(chan struct{})}
-	s.cmd = exec.Command(exe, append([]string{"serve", "--addr", "127.0.0.1:0", "--block-size", strconv.Itoa(blockSize),
-		"--log", "json", "--cache-dir", cacheDir}, source...)...)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -77,7 +84,7 @@ func StartServer(ctx context.Context, exe, cacheDir string, blockSize int, sourc
 	}
 }
 
-var serveAddr = regexp.MustCompile(` at http://(127\.0\.0\.1:\d+)/`) // "serving SOURCE at URL": SOURCE may be a URL too
+var serveAddr = regexp.MustCompile(` at http://([0-9.]+:\d+)/`) // "serving SOURCE at URL": SOURCE may be a URL too
 
 func (s *Server) Base() string { return "http://" + s.Addr }
 
