@@ -106,3 +106,34 @@ func TestCodecPolicyFollowsTheData(t *testing.T) {
 	}
 	t.Errorf("no zstd within %d blocks of the data turning compressible", maxProbeEvery+2)
 }
+
+// The kernel's delivery rate, read while the send queue is full, is the
+// link's time per byte even while the writes, absorbed by a socket buffer
+// of megabytes, return at once; read while the queue is not full (our own
+// pace, compressing on loopback, say), it fades and the write times decide.
+func TestCodecPolicyLinkRate(t *testing.T) {
+	zstd := codecModel{chunker.Zstd, 0.14, 2.3}
+	p := newCodecPolicy([]string{chunker.Zstd})
+	for range 8 {
+		p.compressed(chunker.Zstd, 256<<10, 36700, 602931*time.Nanosecond) // a seventh, 2.3 ns per byte
+		p.wrote(100<<10, 30720*time.Nanosecond) // the writes: 0.3 ns per byte
+	}
+	if got := p.choose(); got != chunker.Identity {
+		t.Fatalf("fast writes, no link rate: %s, want identity", got)
+	}
+	for range 4 {
+		p.linked(50e6, true) // a full queue draining at 50 MB/s: 20 ns per byte
+	}
+	if w := p.writeNs(); w < 15 || w > 25 {
+		t.Errorf("writeNs %.1f after full-queue samples of 50 MB/s, want about 20", w)
+	}
+	if got := p.choose(); got != zstd.name {
+		t.Errorf("a 50 MB/s link behind a socket buffer: %s, want zstd", got)
+	}
+	for range 30 {
+		p.linked(50e6, false) // our own pace, not the link's
+	}
+	if w := p.writeNs(); w > 1 {
+		t.Errorf("writeNs %.1f after samples with the queue not full, want the write times' 0.3", w)
+	}
+}

@@ -248,8 +248,14 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// The connection, for the codec policy's reading of the kernel's
+		// delivery rate.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
 	}
 }
+
+// connKey is the context key of a request's net.Conn.
+type connKey struct{}
 
 // parseNet parses a CIDR, or a single address as the network of itself.
 func parseNet(s string) (*net.IPNet, error) {

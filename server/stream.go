@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -60,6 +61,9 @@ func (s *Server) handleStream(c echo.Context) error {
 		enc: s.encoder(strong, s2),
 	}
 	st.policy = newCodecPolicy(st.enc.Codecs())
+	if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+		st.rate = linkRate(c)
+	}
 	st.byEncoding = map[string]int64{}
 	defer s.putEncoder(strong, s2, st.enc)
 	start := time.Now()

@@ -20,6 +20,9 @@ type stream struct {
 	rc     *http.ResponseController
 	enc    *chunker.Encoder
 	policy codecPolicy
+	// rate reads the connection's delivery rate from the kernel (nil where
+	// it cannot).
+	rate func() (float64, bool)
 	bytes  int64 // bytes written, framing included
 	blocks int64 // block events written
 	// byEncoding counts the block events written in each encoding.
@@ -175,6 +178,9 @@ func (st *stream) block(off int64, raw []byte, hash uint64, began time.Time) err
 	// The whole block's wall time but for compressing: on a fast link
 	// our own CPU, on a slow one mostly waiting for the socket.
 	st.policy.wrote(len(frame), time.Since(began)-took)
+	if st.rate != nil && st.blocks%4 == 0 {
+		st.policy.linked(st.rate())
+	}
 	st.blocks++
 	enc := st.enc.LastEncoding()
 	st.byEncoding[enc]++
