@@ -94,12 +94,12 @@ func (b *bench) runLink(ctx context.Context, p link.Profile, repeat int, stdout 
 		return err
 	}
 	defer l.Close()
-	// The server listens inside its namespace; with a delay, only the delay
-	// line is on the link's address.
+	// The server listens on its end of the link; with a delay, the clients
+	// reach it through a delay line on their own side, so that the
+	// server's connections cross the shaped link and see its rate (on the
+	// server's side, the delay line's buffer took half a 32 MiB file at
+	// loopback speed, and the codec policy saw a fast link).
 	addr := l.ServerIP + ":8080"
-	if p.RTT > 0 {
-		addr = "127.0.0.1:8080"
-	}
 	srv, err := harness.StartServerArgv(ctx, link.In(l.Server, b.exe, "serve", "--root", b.data, "--addr", addr,
 		"--block-size", strconv.Itoa(b.blockSize), "--log", "json", "--cache-dir", b.cache))
 	if err != nil {
@@ -108,13 +108,13 @@ func (b *bench) runLink(ctx context.Context, p link.Profile, repeat int, stdout 
 	defer srv.Stop()
 	base := "http://" + addr
 	if p.RTT > 0 {
-		dl := exec.CommandContext(ctx, "ip", "netns", "exec", l.Server, b.exe, "bench", "delay-line",
-			l.ServerIP+":8000", addr, (p.RTT / 2).String())
+		dl := exec.CommandContext(ctx, "ip", "netns", "exec", l.Client, b.exe, "bench", "delay-line",
+			"127.0.0.1:8000", addr, (p.RTT / 2).String())
 		if err := dl.Start(); err != nil {
 			return err
 		}
 		defer func() { dl.Process.Kill(); dl.Wait() }()
-		base = "http://" + l.ServerIP + ":8000"
+		base = "http://127.0.0.1:8000"
 	}
 	client := func(argv ...string) []string { return link.In(l.Client, argv...) }
 	// The link is up when the client reaches the server; the time of that

@@ -2,8 +2,8 @@
 // namespaces for ferry bench: a veth pair whose rate the kernel limits
 // (tbf), with packet loss by nftables where a profile has loss. The
 // kernels Ferry is measured on have no netem, so the round-trip delay is a
-// user-space delay line (DelayLine) in the server's namespace, and every
-// result says so. It needs root, ip (iproute2), tc and, for loss, nft.
+// user-space delay line (DelayLine) in the client's namespace, in front of
+// the link, and every result says so. It needs root, ip (iproute2), tc and, for loss, nft.
 package link
 
 import (
