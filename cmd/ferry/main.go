@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -56,8 +57,32 @@ func commands() []command {
 
 func main() {
 	ctx, stop := signalContext()
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	stopProfile := startProfile()
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stopProfile()
+	stop()
+	os.Exit(code)
+}
+
+// startProfile writes a CPU profile of the process to
+// $FERRY_CPUPROFILE-COMMAND-PID.pprof when that is set (ferry bench
+// --profile sets it for its children), and returns the function that ends
+// it.
+func startProfile() func() {
+	prefix := os.Getenv("FERRY_CPUPROFILE")
+	if prefix == "" || len(os.Args) < 2 {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s-%s-%d.pprof", prefix, os.Args[1], os.Getpid()))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ferry: FERRY_CPUPROFILE: %v\n", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // signalContext is cancelled by SIGINT or SIGTERM; the cause records which.
