@@ -177,8 +177,9 @@ type benchCase struct {
 	cuts     int    // through a proxy that cuts the connection this many times
 	sha256   bool   // ferry: --sha256, the whole-file SHA-256 that --json and --checksum imply
 	// origin "http": the client downloads from a second server whose
-	// --origin is the first one's /files/; cache "cold" (an empty block
-	// cache) or "warm" (filled by an untimed download first).
+	// --origin is the first one's /files/ (or "s3": a SeaweedFS bucket);
+	// cache "none" (--cache-max 0), "cold" (an empty block cache) or
+	// "warm" (filled by an untimed download first).
 	origin, cache string
 }
 
@@ -218,7 +219,7 @@ func benchCases(curl bool, cuts int, s3 bool) []benchCase {
 		origins = append(origins, "s3")
 	}
 	for _, o := range origins {
-		for _, cache := range []string{"cold", "warm"} {
+		for _, cache := range []string{"none", "cold", "warm"} {
 			cs = append(cs, benchCase{name: "origin/random/" + o + "/" + cache, kind: "random", client: "ferry", codec: "identity", parallel: 1, origin: o, cache: cache})
 		}
 	}
@@ -475,6 +476,9 @@ func (b *bench) startFront(ctx context.Context, c benchCase, origin *harness.Ser
 			return nil, err
 		}
 		source = []string{"--origin", "s3://bench/", "--s3-endpoint", endpoint}
+	}
+	if c.cache == "none" {
+		source = append(source, "--cache-max", "0")
 	}
 	front, err := harness.StartServer(ctx, b.exe, cache, b.blockSize, source...)
 	if err != nil {
