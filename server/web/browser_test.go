@@ -8,11 +8,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
@@ -525,6 +528,100 @@ func TestBrowserErrorMessages(t *testing.T) {
 	}
 	if n := len(s.log.requests(chunker.PathManifest + "changing.bin")); n != 1 {
 		t.Errorf("changing.bin: %d manifest requests, want 1", n)
+	}
+}
+
+// subPath serves a site under prefix ("/ferry/"), as a proxy's
+// location /ferry/ { proxy_pass http://site/; } does: a ReverseProxy that
+// strips the prefix from every request, and 404 for every path outside it.
+// It records the paths asked for, inside and outside.
+type subPath struct {
+	prefix string
+	proxy  *httputil.ReverseProxy
+
+	mu      sync.Mutex
+	inside  map[string]int // by path as the browser asked, prefix included
+	outside []string
+}
+
+func newSubPath(t *testing.T, site, prefix string) *subPath {
+	t.Helper()
+	target, err := url.Parse(site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := &subPath{prefix: prefix, inside: map[string]int{}}
+	sp.proxy = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.URL.Path = "/" + strings.TrimPrefix(r.In.URL.Path, prefix)
+			r.Out.URL.RawPath = ""
+		},
+		ErrorLog: log.New(io.Discard, "", 0), // a stream the page closes is an error to it
+	}
+	return sp
+}
+
+func (sp *subPath) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sp.mu.Lock()
+	in := strings.HasPrefix(r.URL.Path, sp.prefix)
+	if in {
+		sp.inside[r.URL.Path]++
+	} else {
+		sp.outside = append(sp.outside, r.URL.Path)
+	}
+	sp.mu.Unlock()
+	if !in {
+		http.NotFound(w, r)
+		return
+	}
+	sp.proxy.ServeHTTP(w, r)
+}
+
+func (sp *subPath) asked() (inside map[string]int, outside []string) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return maps.Clone(sp.inside), slices.Clone(sp.outside)
+}
+
+// TestBrowserUnderSubPath serves the site under /ferry/ through a reverse
+// proxy that strips the prefix and answers 404 anywhere else. The page,
+// opened at /ferry/ with a link to one file after the # (as the server
+// knows it, /sse/<path>), lists the files and downloads that one and
+// another from the list, paused at half and resumed (which asks the
+// manifest); both end byte-identical, and nothing was asked outside /ferry/.
+func TestBrowserUnderSubPath(t *testing.T) {
+	need(t, true)
+	const listed, linked, prefix = "listed.bin", "linked file.bin", "/ferry/"
+	files := map[string][]byte{listed: sample(15, 4<<20), linked: sample(16, 1<<20+7), "other.txt": []byte("other\n")}
+	s := startSite(t, files, func(int) servertest.Fault { return servertest.Fault{BytesPerSecond: 2 << 20} })
+	sp := newSubPath(t, s.base, prefix)
+	ts := httptest.NewServer(sp)
+	t.Cleanup(func() {
+		ts.CloseClientConnections()
+		ts.Close()
+	})
+	var got struct {
+		Files  []string `json:"files"`
+		Listed card     `json:"listed.bin"`
+		Linked card     `json:"linked file.bin"`
+	}
+	node(t, &got, "subpath.mjs", ts.URL+strings.TrimSuffix(prefix, "/"), listed, linked)
+
+	if want := slices.Sorted(maps.Keys(files)); !slices.Equal(slices.Sorted(slices.Values(got.Files)), want) {
+		t.Errorf("the page lists %q, want %q", got.Files, want)
+	}
+	checkIdentical(t, listed, got.Listed, files[listed])
+	checkIdentical(t, linked, got.Linked, files[linked])
+	inside, outside := sp.asked()
+	if len(outside) != 0 {
+		t.Errorf("the page asked for %q outside %s", outside, prefix)
+	}
+	for _, p := range []string{"", "style.css", "app.js", "ferry.js", "wire.js", "storage.js", "ferry-worker.js", "hashes.js",
+		"api/files", "sse/" + listed, "manifest/" + listed, "sse/" + linked} {
+		if inside[prefix+p] == 0 {
+			t.Errorf("no request for %s%s; asked: %v", prefix, p, inside)
+		}
 	}
 }
 

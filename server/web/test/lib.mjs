@@ -73,6 +73,19 @@ export async function waitState(page, path, states, timeout = 30000) {
   return card(page, path);
 }
 
+// pauseAtHalf pauses a download from inside the page the moment half of
+// it is verified (a click from here could come after the end on a busy
+// machine), waits for the paused state and returns the card.
+export async function pauseAtHalf(page, path) {
+  await page.waitForFunction((p) => {
+    const c = window.ferryPage.downloads.get(p);
+    if (!(c?.progress?.total > 0) || c.progress.bytes < c.progress.total / 2) return false;
+    c.dl.pause();
+    return true;
+  }, path, { timeout: 30000, polling: 10 });
+  return waitState(page, path, ["paused"]);
+}
+
 // waitDone waits until a download is done, and the page has computed its
 // SHA-256 itself, or failed; it returns the card.
 export async function waitDone(page, path, timeout = 60000) {
