@@ -54,7 +54,8 @@ export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.get
  *    downloading, reconnecting, waiting, paused, done.
  *  - onLog(entry): a line of the download's history {t, kind, text, …}.
  *  - etag: the version to download (from /api/files); default: the version
- *    the server sends first. Every request is pinned to it.
+ *    the server sends first. Every stream is pinned to it; the manifest is
+ *    asked unpinned, to learn which version the server has.
  *  - compress: ask for gzip blocks where they are smaller (default true).
  *  - sha256: also compute the SHA-256 while downloading and compare it with
  *    the server's (default false: it costs about a third of the throughput).
