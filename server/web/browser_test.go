@@ -8,11 +8,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
@@ -489,12 +492,73 @@ func TestBrowserCorruptBlockRefetched(t *testing.T) {
 	}
 }
 
+// streamHold holds the response to the first request for path after some
+// bytes of its body, until the client leaves: a stream that cannot end, so
+// that the page can be paused before the end whatever the machine's load.
+// (A proxy's StallAt counts the bytes of a connection, which keep-alive
+// may have used for other responses first.)
+type streamHold struct {
+	path  string
+	after int64 // bytes of the body that pass
+
+	mu   sync.Mutex
+	done bool // the first request came
+	held bool // and its response was held
+}
+
+func (sh *streamHold) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sh.mu.Lock()
+		first := r.URL.Path == sh.path && !sh.done
+		sh.done = sh.done || first
+		sh.mu.Unlock()
+		if first {
+			w = &holdWriter{ResponseWriter: w, left: sh.after, gone: r.Context().Done(), hold: sh}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// holdWriter passes writes until the one that would go past its bytes,
+// which waits for the client to leave and fails.
+type holdWriter struct {
+	http.ResponseWriter
+	left int64
+	gone <-chan struct{}
+	hold *streamHold
+}
+
+func (hw *holdWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > hw.left {
+		hw.hold.mu.Lock()
+		hw.hold.held = true
+		hw.hold.mu.Unlock()
+		<-hw.gone
+		return 0, http.ErrAbortHandler
+	}
+	hw.left -= int64(len(p))
+	return hw.ResponseWriter.Write(p)
+}
+
+func (hw *holdWriter) Flush() { http.NewResponseController(hw.ResponseWriter).Flush() }
+
+func (hw *holdWriter) Unwrap() http.ResponseWriter { return hw.ResponseWriter }
+
+// wasHeld reports whether the response was held.
+func (sh *streamHold) wasHeld() bool {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.held
+}
+
 func TestBrowserErrorMessages(t *testing.T) {
 	need(t, true)
 	changing := sample(5, 4<<20)
-	s := startSite(t, map[string][]byte{"gone.bin": sample(6, 1<<20), "changing.bin": changing}, func(int) servertest.Fault {
-		return servertest.Fault{BytesPerSecond: 2 << 20}
-	})
+	// The first stream of changing.bin is held after as many bytes as the
+	// file has, some 75 % of the stream in base64: the page pauses past
+	// half and before the end, however far behind the network it falls.
+	hold := &streamHold{path: chunker.PathSSE + "changing.bin", after: int64(len(changing))}
+	s := startSiteWith(t, map[string][]byte{"gone.bin": sample(6, 1<<20), "changing.bin": changing}, siteOptions{wrap: hold.wrap})
 	var got struct {
 		Gone    card `json:"gone"`
 		Changed card `json:"changed"`
@@ -507,7 +571,8 @@ func TestBrowserErrorMessages(t *testing.T) {
 	}
 
 	// The second half changed while the download was paused: the page says
-	// so, keeps the first half and ends with the new file.
+	// so, keeps the first half (and drops what it had of the second) and
+	// ends with the new file.
 	for i := len(changing) / 2; i < len(changing); i++ {
 		changing[i] ^= 0x5a
 	}
@@ -516,8 +581,12 @@ func TestBrowserErrorMessages(t *testing.T) {
 	if !strings.Contains(c.Notice, "changed on the server") {
 		t.Errorf("changing.bin: notice %q, want it to say the file changed on the server; log: %+v", c.Notice, c.Log)
 	}
-	if c.Progress.Reused == 0 {
-		t.Errorf("changing.bin: reused %d blocks, want the verified blocks of the unchanged first half", c.Progress.Reused)
+	if !hold.wasHeld() {
+		t.Errorf("changing.bin: the first stream ended before it was held")
+	}
+	// Paused past half, it had every block of the first half, and kept them.
+	if want := len(changing) / 2 / blockSize; c.Progress.Reused != want {
+		t.Errorf("changing.bin: reused %d blocks, want %d: the unchanged first half", c.Progress.Reused, want)
 	}
 	// One change is one restart, after one manifest request.
 	if n := len(c.entries("changed")); n != 1 {
@@ -525,6 +594,105 @@ func TestBrowserErrorMessages(t *testing.T) {
 	}
 	if n := len(s.log.requests(chunker.PathManifest + "changing.bin")); n != 1 {
 		t.Errorf("changing.bin: %d manifest requests, want 1", n)
+	}
+}
+
+// subPath serves a site under prefix ("/ferry/"), as a proxy's
+// location /ferry/ { proxy_pass http://site/; } does: a ReverseProxy that
+// strips the prefix from every request, and 404 for every path outside it.
+// It records the paths asked for, inside and outside.
+type subPath struct {
+	prefix string
+	proxy  *httputil.ReverseProxy
+
+	mu      sync.Mutex
+	inside  map[string]int // by path as the browser asked, prefix included
+	outside []string
+}
+
+func newSubPath(t *testing.T, site, prefix string) *subPath {
+	t.Helper()
+	target, err := url.Parse(site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := &subPath{prefix: prefix, inside: map[string]int{}}
+	sp.proxy = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.URL.Path = "/" + strings.TrimPrefix(r.In.URL.Path, prefix)
+			r.Out.URL.RawPath = ""
+		},
+		ErrorLog: log.New(io.Discard, "", 0), // a stream the page closes is an error to it
+	}
+	return sp
+}
+
+func (sp *subPath) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sp.mu.Lock()
+	in := strings.HasPrefix(r.URL.Path, sp.prefix)
+	if in {
+		sp.inside[r.URL.Path]++
+	} else {
+		sp.outside = append(sp.outside, r.URL.Path)
+	}
+	sp.mu.Unlock()
+	if !in {
+		http.NotFound(w, r)
+		return
+	}
+	sp.proxy.ServeHTTP(w, r)
+}
+
+func (sp *subPath) asked() (inside map[string]int, outside []string) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return maps.Clone(sp.inside), slices.Clone(sp.outside)
+}
+
+// TestBrowserUnderSubPath serves the site under /ferry/ through a reverse
+// proxy that strips the prefix and answers 404 anywhere else. The page,
+// opened at /ferry/ with a link to one file after the # (as the server
+// knows it, /sse/<path>), lists the files and downloads that one and
+// another from the list, paused at half and resumed (which asks the
+// manifest); both end byte-identical, and nothing was asked outside /ferry/.
+func TestBrowserUnderSubPath(t *testing.T) {
+	need(t, true)
+	const listed, linked, prefix = "listed.bin", "linked file.bin", "/ferry/"
+	files := map[string][]byte{listed: sample(15, 4<<20), linked: sample(16, 1<<20+7), "other.txt": []byte("other\n")}
+	// listed's first stream is held past half, as in TestBrowserErrorMessages.
+	hold := &streamHold{path: chunker.PathSSE + listed, after: int64(len(files[listed]))}
+	s := startSiteWith(t, files, siteOptions{wrap: hold.wrap})
+	sp := newSubPath(t, s.base, prefix)
+	ts := httptest.NewServer(sp)
+	t.Cleanup(func() {
+		ts.CloseClientConnections()
+		ts.Close()
+	})
+	var got struct {
+		Files  []string `json:"files"`
+		Listed card     `json:"listed.bin"`
+		Linked card     `json:"linked file.bin"`
+	}
+	node(t, &got, "subpath.mjs", ts.URL+strings.TrimSuffix(prefix, "/"), listed, linked)
+
+	if want := slices.Sorted(maps.Keys(files)); !slices.Equal(slices.Sorted(slices.Values(got.Files)), want) {
+		t.Errorf("the page lists %q, want %q", got.Files, want)
+	}
+	checkIdentical(t, listed, got.Listed, files[listed])
+	checkIdentical(t, linked, got.Linked, files[linked])
+	if !hold.wasHeld() {
+		t.Errorf("%s: the first stream ended before it was held", listed)
+	}
+	inside, outside := sp.asked()
+	if len(outside) != 0 {
+		t.Errorf("the page asked for %q outside %s", outside, prefix)
+	}
+	for _, p := range []string{"", "style.css", "app.js", "ferry.js", "wire.js", "storage.js", "ferry-worker.js", "hashes.js",
+		"api/files", "sse/" + listed, "manifest/" + listed, "sse/" + linked} {
+		if inside[prefix+p] == 0 {
+			t.Errorf("no request for %s%s; asked: %v", prefix, p, inside)
+		}
 	}
 }
 

@@ -1,6 +1,11 @@
 // app.js: the page at /. It lists the server's files and shows each download
 // made with ferry.js; the work itself happens in ferry.js's workers.
-import * as ferry from "/ferry.js";
+//
+// Every URL it asks for is relative to the page, so that the page works
+// behind a proxy that serves it under a sub-path (location /ferry/ {
+// proxy_pass http://replicas/; }): the server's paths (wire.js, "/sse/")
+// are taken below the page's folder, "." + PathSSE.
+import * as ferry from "./ferry.js";
 import { Entry, PathList, PathSSE, read } from "./wire.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -40,8 +45,14 @@ function duration(s) {
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
+// below returns the URL of one of the server's paths (from wire.js) below
+// the page's folder: the server's root, behind any prefix a proxy adds.
+function below(serverPath) {
+  return new URL("." + serverPath, document.baseURI);
+}
+
 function sseURL(path) {
-  return PathSSE + path.split("/").map(encodeURIComponent).join("/");
+  return below(PathSSE + path.split("/").map(encodeURIComponent).join("/")).href;
 }
 
 // Card is one download on the page.
@@ -291,14 +302,14 @@ async function restore() {
 async function listFiles() {
   let res;
   try {
-    res = await fetch(PathList, { cache: "no-store" });
+    res = await fetch(below(PathList), { cache: "no-store" });
     if (res.ok) files = (await res.json()).map((j) => read(Entry, j));
   } catch (err) {
     listError = `Could not list the files (${err.message}). Is the server running?`;
   }
   if (res?.status === 401 || res?.status === 403) {
     listError = `Access denied (${res.status}): this server lists its files only to holders of an access token, which this page cannot send. ` +
-      `To download a file, open its signed link (from ferry sign) in this page, after a #: /#${PathSSE}<path>?exp=…&sig=…`;
+      `To download a file, open its signed link (from ferry sign) in this page, after a #: ${below("/").pathname}#${PathSSE}<path>?exp=…&sig=…`;
   } else if (res && !res.ok) {
     listError = `Could not list the files: the server answered ${res.status}.`;
   }
@@ -306,18 +317,21 @@ async function listFiles() {
 }
 
 // startLink downloads the file of a link given in the page's fragment,
-// /#/sse/<path>?exp=…&sig=… (what ferry sign prints, after the #), keeping
-// its query: a signed link opens one file even where the list is private.
+// #/sse/<path>?exp=…&sig=… or the whole URL ferry sign prints, keeping its
+// query: a signed link opens one file even where the list is private. A
+// link that starts with PathSSE is a path of the server, so below the
+// page's folder; a whole URL must point below it too.
 function startLink() {
   const link = location.hash.slice(1);
-  const u = URL.parse(link, location.origin);
-  linkError = link && (u?.origin !== location.origin || !u.pathname.startsWith(PathSSE))
+  const streams = below(PathSSE);
+  const u = link.startsWith(PathSSE) ? below(link) : URL.parse(link, document.baseURI);
+  linkError = link && (u?.origin !== streams.origin || !u.pathname.startsWith(streams.pathname))
     ? `The link after the # in this page's address is not a download of this server: ${link}` : "";
   renderFiles();
   if (!link || linkError) return;
-  const path = decodeURIComponent(u.pathname.slice(PathSSE.length));
+  const path = decodeURIComponent(u.pathname.slice(streams.pathname.length));
   const card = downloads.get(path) ?? new Card(path, -1);
-  card.url = u.pathname + u.search;
+  card.url = u.origin + u.pathname + u.search;
   if (!card.dl?.worker && !card.result) card.start(); // new, failed or paused: (re)start with this link
 }
 

@@ -135,6 +135,7 @@ class Job {
     this.received = 0; // block bytes accepted from the network (for the rate)
     this.samples = [];
     this.lastProgress = 0;
+    this.progressTimer = 0; // a progress message due after a burst of blocks
     this.unflushed = 0;
     this.lastFlush = performance.now();
   }
@@ -483,6 +484,7 @@ class Job {
     const now = performance.now();
     if (this.unflushed >= FLUSH_BYTES || now - this.lastFlush >= FLUSH_MS) this.flush();
     if (now - this.lastProgress >= PROGRESS_MS) this.progress();
+    else this.progressTimer ||= setTimeout(() => this.progress(), this.lastProgress + PROGRESS_MS - now);
   }
 
   // corrupt handles a block that failed verification: the stream is
@@ -776,7 +778,13 @@ class Job {
     this.progress();
   }
 
+  // progress posts the download's progress. Blocks post it at most every
+  // PROGRESS_MS, and once more after the last of a burst: a stream that
+  // stalls leaves the page with the bytes verified, not those of 100 ms
+  // before.
   progress() {
+    clearTimeout(this.progressTimer);
+    this.progressTimer = 0;
     const now = performance.now();
     this.lastProgress = now;
     this.samples.push([now, this.received]);

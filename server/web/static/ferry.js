@@ -2,13 +2,16 @@
 // block by block, resumable across cuts, reloads and crashes, written to the
 // Origin Private File System (OPFS) so that a large file never sits in memory.
 //
-//   import * as ferry from "/ferry.js";
-//   const dl = ferry.download("/sse/big.iso", { onProgress: (p) => console.log(p.bytes, p.total) });
+//   import * as ferry from "./ferry.js";
+//   const dl = ferry.download("sse/big.iso", { onProgress: (p) => console.log(p.bytes, p.total) });
 //   const file = await dl.done;     // { path, size, sha256, xxh3_128, file, save(), remove() }
 //   file.save();                    // hands the File to the user
 //
 // Each download runs in its own dedicated worker (ferry-worker.js); see
-// docs/BROWSER.md for how it streams, verifies and resumes.
+// docs/BROWSER.md for how it streams, verifies and resumes. The module asks
+// for nothing at a fixed path: the worker is beside the module, and the
+// manifest beside the stream URL it is given, so a server behind a proxy's
+// sub-path works as one at the root.
 import { DIR, HEADER, PART, STATE } from "./storage.js";
 import { PathManifest, PathSSE, QueryVersion, ReservedQuery } from "./wire.js";
 
@@ -36,7 +39,9 @@ export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.get
 
 /**
  * download starts downloading the file at url, an /sse/<path> URL of a
- * Ferry server, or resumes it from storage. Every query parameter of url
+ * Ferry server (relative to the page, or absolute on its origin; the server
+ * may be below a prefix, /ferry/sse/<path>: its manifest is then asked at
+ * /ferry/manifest/<path>), or resumes it from storage. Every query parameter of url
  * (such as the exp and sig of a signed URL) is kept on every request the
  * download makes; a v parameter pins the version unless options.etag does.
  *
@@ -49,7 +54,8 @@ export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.get
  *    downloading, reconnecting, waiting, paused, done.
  *  - onLog(entry): a line of the download's history {t, kind, text, …}.
  *  - etag: the version to download (from /api/files); default: the version
- *    the server sends first. Every request is pinned to it.
+ *    the server sends first. Every stream is pinned to it; the manifest is
+ *    asked unpinned, to learn which version the server has.
  *  - compress: ask for gzip blocks where they are smaller (default true).
  *  - sha256: also compute the SHA-256 while downloading and compare it with
  *    the server's (default false: it costs about a third of the throughput).
@@ -76,10 +82,12 @@ export function download(url, opts = {}) {
 /** Download is one running download. */
 export class Download {
   constructor(url, opts) {
-    const u = new URL(url, location.href);
+    const u = new URL(url, document.baseURI);
     const at = u.pathname.indexOf(PathSSE);
     if (at < 0) throw new TypeError(`ferry: ${url} is not an ${PathSSE} URL`);
     const rel = u.pathname.slice(at + PathSSE.length); // the file's escaped path
+    // The server's root: the folder PathSSE is in, behind whatever prefix.
+    const root = new URL(u.pathname.slice(0, at + 1), u.origin);
     this.path = decodeURIComponent(rel);
     // The URL's own query (a signature's exp and sig, or whatever else the
     // server put there) goes on every request, beside the module's own.
@@ -99,7 +107,7 @@ export class Download {
     this.worker.onerror = (e) => this._end(new FerryError("failed", `The download worker failed: ${e.message}`));
     this.worker.postMessage({
       type: "start", url: u.origin + u.pathname, query, path: this.path,
-      manifestURL: u.origin + u.pathname.slice(0, at) + PathManifest + rel,
+      manifestURL: new URL("." + PathManifest + rel, root).href,
       etag: opts.etag || pin, compress: opts.compress, sha256: opts.sha256, onChange: opts.onChange, retries: opts.retries,
       storage: opts.storage,
     });

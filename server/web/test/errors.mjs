@@ -1,6 +1,6 @@
 // errors.mjs BASE ROOT GONE CHANGING: the page's messages for a file that
 // is gone (404) and one that changes while the download is paused (412).
-import { run, open, clickDownload, waitState, waitDone, storedSHA256, press } from "./lib.mjs";
+import { run, open, clickDownload, waitState, waitDone, pauseAtHalf, storedSHA256, press } from "./lib.mjs";
 import { rmSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -15,15 +15,7 @@ await run(async (page) => {
 
   // 412: pause at half, change the second half on the server, resume.
   await clickDownload(page, changing);
-  // Pause from inside the page, the moment half is verified: a click from
-  // here could come after the end on a busy machine.
-  await page.waitForFunction((p) => {
-    const c = window.ferryPage.downloads.get(p);
-    if (!(c?.progress?.total > 0) || c.progress.bytes < c.progress.total / 2) return false;
-    c.dl.pause();
-    return true;
-  }, changing, { timeout: 30000, polling: 10 });
-  await waitState(page, changing, ["paused"]);
+  await pauseAtHalf(page, changing);
   const b = readFileSync(join(root, changing));
   for (let i = b.length >> 1; i < b.length; i++) b[i] ^= 0x5a;
   writeFileSync(join(root, changing), b);

@@ -73,6 +73,28 @@ export async function waitState(page, path, states, timeout = 30000) {
   return card(page, path);
 }
 
+// pauseAtHalf pauses a download from inside the page once half of it is
+// verified, waits for the paused state and returns the card. The test must
+// hold the stream before its end (servertest's StallAt past half of it):
+// on a loaded machine the worker falls behind the network, then verifies
+// the backlog in one go, and the pause, queued behind those events, would
+// come after the end, however soon the page sends it.
+export async function pauseAtHalf(page, path) {
+  await page.waitForFunction((p) => {
+    const c = window.ferryPage.downloads.get(p);
+    if (!(c?.progress?.total > 0) || c.progress.bytes < c.progress.total / 2) return false;
+    c.dl.pause();
+    return true;
+  }, path, { timeout: 30000, polling: 10 }).catch(async (err) => {
+    process.stderr.write(`${path} not half done in time: ${JSON.stringify(await card(page, path).catch((e) => e.message), null, 1)}\n`);
+    throw err;
+  });
+  return waitState(page, path, ["paused"]).catch(async (err) => {
+    process.stderr.write(`${path} not paused in time: ${JSON.stringify(await card(page, path).catch((e) => e.message), null, 1)}\n`);
+    throw err;
+  });
+}
+
 // waitDone waits until a download is done, and the page has computed its
 // SHA-256 itself, or failed; it returns the card.
 export async function waitDone(page, path, timeout = 60000) {
