@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -112,21 +111,11 @@ func (r *replica) kill(t *testing.T) {
 // the one whose count grows by the stream's bytes.
 func (r *replica) written(t *testing.T) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", r.cmd.Process.Pid))
+	n, err := realparts.Written(r.cmd.Process.Pid)
 	if err != nil {
 		t.Fatalf("%s: %v (the kill test finds the streaming replica in /proc)", r.name, err)
 	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "wchar:"); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				t.Fatalf("%s: /proc io: %q", r.name, line)
-			}
-			return n
-		}
-	}
-	t.Fatalf("%s: no wchar in /proc/%d/io", r.name, r.cmd.Process.Pid)
-	return 0
+	return n
 }
 
 // streamLog is the access log line ferry serve writes when a stream ends.

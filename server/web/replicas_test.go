@@ -138,21 +138,11 @@ func (r *replica) kill(t *testing.T) {
 // the stream's bytes.
 func (r *replica) written(t *testing.T) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", r.cmd.Process.Pid))
+	n, err := realparts.Written(r.cmd.Process.Pid)
 	if err != nil {
 		t.Fatalf("%s: %v (the test finds the streaming replica in /proc)", r.name, err)
 	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "wchar:"); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				t.Fatalf("%s: /proc/%d/io: %q", r.name, r.cmd.Process.Pid, line)
-			}
-			return n
-		}
-	}
-	t.Fatalf("%s: no wchar in /proc/%d/io", r.name, r.cmd.Process.Pid)
-	return 0
+	return n
 }
 
 // nginx is docs/deploy/nginx.conf in front of replicas, with HTTP/2 over
