@@ -38,8 +38,8 @@ type BlockCache struct {
 	writes  chan cacheWrite
 	closed  chan struct{}
 	sending sync.RWMutex
-	done    bool // set by Close, under sending
-	dirs   sync.Map // the subfolders made so far
+	done    bool     // set by Close, under sending
+	dirs    sync.Map // the subfolders made so far
 
 	mu                     sync.Mutex
 	size                   int64

@@ -116,7 +116,7 @@ func TestCodecPolicyLinkRate(t *testing.T) {
 	p := newCodecPolicy([]string{chunker.Zstd})
 	for range 8 {
 		p.compressed(chunker.Zstd, 256<<10, 36700, 602931*time.Nanosecond) // a seventh, 2.3 ns per byte
-		p.wrote(100<<10, 30720*time.Nanosecond) // the writes: 0.3 ns per byte
+		p.wrote(100<<10, 30720*time.Nanosecond)                            // the writes: 0.3 ns per byte
 	}
 	if got := p.choose(); got != chunker.Identity {
 		t.Fatalf("fast writes, no link rate: %s, want identity", got)
