@@ -232,6 +232,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// draining reports whether Shutdown has begun.
+func (s *Server) draining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
 // Close releases the root directory.
 func (s *Server) Close() error { return s.origin.Close() }
 
@@ -277,10 +284,7 @@ func parseNet(s string) (*net.IPNet, error) {
 // server is not draining, else 503, so that a balancer sends new
 // downloads elsewhere.
 func (s *Server) handleReady(c echo.Context) error {
-	s.mu.Lock()
-	closing := s.closing
-	s.mu.Unlock()
-	if closing {
+	if s.draining() {
 		c.Response().Header().Set("Retry-After", "2")
 		return c.String(http.StatusServiceUnavailable, "draining\n")
 	}

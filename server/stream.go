@@ -68,6 +68,10 @@ func (s *Server) handleStream(c echo.Context) error {
 	defer s.putEncoder(strong, s2, st.enc)
 	start := time.Now()
 	outcome := st.run(r)
+	if outcome == outcomeWriteFail && s.draining() {
+		// The drain closed the connection of a client that stopped reading.
+		outcome = outcomeShutdown
+	}
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "stream",
 		slog.String("path", f.rel), slog.String("etag", f.etag), slog.Int64("start", out.start), slog.Int64("end", out.end),
 		slog.Int64("blocks", st.blocks), slog.Int64("bytes", st.bytes), slog.Any("encodings", st.byEncoding),
