@@ -587,7 +587,9 @@ func TestSystemdUnit(t *testing.T) {
 		}
 	}
 	root, cache := t.TempDir(), t.TempDir()
-	writeRandomFile(t, filepath.Join(root, "f.bin"), 4, 8<<20)
+	// More than socket buffers hold: the stream is blocked writing when the
+	// signal comes, the case where the drain must close the connection.
+	writeRandomFile(t, filepath.Join(root, "f.bin"), 4, 64<<20)
 	line, err := realparts.Fill(one("ExecStart"),
 		"/usr/local/bin/ferry", ferryBin, "/srv/ferry/files", root, "${FERRY_ADDR}", "127.0.0.1:0",
 		"/var/cache/ferry/manifests", cache)
