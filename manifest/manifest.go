@@ -49,8 +49,13 @@ type Manifest struct {
 	MTime     time.Time `json:"mtime"`
 	ETag      string    `json:"etag"`
 	Hashes    []Hash    `json:"hashes"`
-	XXH3128   string    `json:"xxh3_128"`
-	SHA256    string    `json:"sha256"`
+	// Weak is each block's rolling checksum (chunker.Weak), with which a
+	// client finds blocks of this version at any offset of an old copy.
+	// Manifests from before it have none; clients then match blocks at
+	// the same offset only.
+	Weak    []uint32 `json:"weak,omitempty"`
+	XXH3128 string   `json:"xxh3_128"`
+	SHA256  string   `json:"sha256"`
 }
 
 // SharedSuffix ends the name of a manifest kept beside its file (written by
@@ -131,6 +136,7 @@ func BuildCounting(ctx context.Context, r io.ReaderAt, path string, size int64, 
 	m := &Manifest{
 		Version: Version, Path: path, Size: size, BlockSize: blockSize, Blocks: c.Count(),
 		MTime: mtime.UTC(), ETag: ETag(size, mtime, blockSize), Hashes: make([]Hash, c.Count()),
+		Weak: make([]uint32, c.Count()),
 	}
 	sum := NewSummer()
 	for i := range c.Count() {
@@ -142,6 +148,7 @@ func BuildCounting(ctx context.Context, r io.ReaderAt, path string, size int64, 
 			return nil, err
 		}
 		m.Hashes[i] = Hash(chunker.Hash(b))
+		m.Weak[i] = chunker.Weak(b)
 		sum.Write(b)
 		if hashed != nil {
 			hashed.Add(int64(len(b)))
@@ -181,6 +188,8 @@ func (m *Manifest) Validate() error {
 		return bad("%d blocks for %d bytes at block size %d", m.Blocks, m.Size, m.BlockSize)
 	case int64(len(m.Hashes)) != m.Blocks:
 		return bad("%d hashes for %d blocks", len(m.Hashes), m.Blocks)
+	case m.Weak != nil && int64(len(m.Weak)) != m.Blocks:
+		return bad("%d weak checksums for %d blocks", len(m.Weak), m.Blocks)
 	case m.ETag == "":
 		return bad("no etag")
 	case !isHex(m.XXH3128, 32):

@@ -39,6 +39,7 @@ func TestBuild(t *testing.T) {
 		Version: 1, Path: "a/b.bin", Size: 2500, BlockSize: 1024, Blocks: 3, MTime: mtime,
 		ETag:    ETag(2500, mtime, 1024),
 		Hashes:  []Hash{Hash(xxh3.Hash(data[:1024])), Hash(xxh3.Hash(data[1024:2048])), Hash(xxh3.Hash(data[2048:]))},
+		Weak:    []uint32{chunker.Weak(data[:1024]), chunker.Weak(data[1024:2048]), chunker.Weak(data[2048:])},
 		XXH3128: hex.EncodeToString(x[:]), SHA256: hex.EncodeToString(sha[:]),
 	}
 	if diff := cmp.Diff(want, m); diff != "" {

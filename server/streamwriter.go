@@ -22,7 +22,7 @@ type stream struct {
 	policy codecPolicy
 	// rate reads the connection's delivery rate from the kernel (nil where
 	// it cannot).
-	rate func() (float64, bool)
+	rate   func() (float64, bool)
 	bytes  int64 // bytes written, framing included
 	blocks int64 // block events written
 	// byEncoding counts the block events written in each encoding.
@@ -93,6 +93,7 @@ type digests struct {
 	cached  *manifest.Manifest
 	sum     *manifest.Summer
 	hashes  []manifest.Hash // beside sum: the manifest the stream builds
+	weak    []uint32
 	pending chan manifestResult
 }
 
@@ -110,7 +111,8 @@ func (st *stream) digests(ctx context.Context) *digests {
 	}
 	st.s.metrics.manifestMisses.Inc()
 	if st.span.start == 0 && st.span.end == size {
-		return &digests{sum: manifest.NewSummer(), hashes: make([]manifest.Hash, 0, chunker.Count(size, bs))}
+		n := chunker.Count(size, bs)
+		return &digests{sum: manifest.NewSummer(), hashes: make([]manifest.Hash, 0, n), weak: make([]uint32, 0, n)}
 	}
 	d := &digests{pending: make(chan manifestResult, 1)}
 	go func() { // exits when the manifest is ready or ctx is done
@@ -153,6 +155,7 @@ func (st *stream) blocksOf(ctx context.Context, d *digests) string {
 		if d.sum != nil {
 			d.sum.Write(raw)
 			d.hashes = append(d.hashes, manifest.Hash(hash))
+			d.weak = append(d.weak, chunker.Weak(raw))
 		}
 		if err := st.block(off, raw, hash, began); err != nil {
 			return outcomeWriteFail
@@ -202,7 +205,7 @@ func (st *stream) end(ctx context.Context, d *digests) (chunker.End, string) {
 		bs := st.s.cfg.BlockSize
 		st.s.cache.Put(f.key(bs), &manifest.Manifest{
 			Version: manifest.Version, Path: f.rel, Size: size, BlockSize: bs, Blocks: int64(len(d.hashes)),
-			MTime: f.info.ModTime.UTC(), ETag: f.etag, Hashes: d.hashes, XXH3128: sums.XXH3128, SHA256: sums.SHA256,
+			MTime: f.info.ModTime.UTC(), ETag: f.etag, Hashes: d.hashes, Weak: d.weak, XXH3128: sums.XXH3128, SHA256: sums.SHA256,
 		})
 		return chunker.End{Size: size, XXH3128: sums.XXH3128, SHA256: sums.SHA256}, ""
 	default:

@@ -102,6 +102,7 @@ export const Manifest = Object.freeze({
   MTime: "mtime",
   ETag: "etag",
   Hashes: "hashes",
+  Weak: "weak",
   XXH3128: "xxh3_128",
   SHA256: "sha256",
 });
