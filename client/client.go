@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -74,6 +75,12 @@ type Options struct {
 	SHA256 bool
 	// NoCompression asks the server for uncompressed blocks.
 	NoCompression bool
+	// Seeds are local files, older versions of the one downloaded, say,
+	// whose blocks a new download copies where they match the manifest (at
+	// any offset, by the manifest's rolling checksums, each confirmed by
+	// its xxh3-64) instead of fetching them. With Force, an existing
+	// destination is a seed too.
+	Seeds []string
 	// MaxTime bounds the whole download; 0 means no bound.
 	MaxTime time.Duration
 	// OnProgress, if set, is called after every verified block and at each
@@ -114,6 +121,7 @@ type Result struct {
 	ETag            string  `json:"etag"`
 	BytesFetched    int64   `json:"bytes_fetched"`
 	BytesReused     int64   `json:"bytes_reused"`
+	BytesSeeded     int64   `json:"bytes_seeded"` // of BytesReused, copied from Options.Seeds
 	BlocksRefetched int     `json:"blocks_refetched"`
 	Reconnects      int     `json:"reconnects"`
 	Resumed         bool    `json:"resumed"`
@@ -233,6 +241,11 @@ func (o *Options) check(dst string) error {
 	}
 	if o.MaxTime < 0 {
 		return fmt.Errorf("%w: negative MaxTime", ErrUsage)
+	}
+	for _, s := range o.Seeds {
+		if info, err := os.Stat(s); err != nil || !info.Mode().IsRegular() {
+			return fmt.Errorf("%w: seed %s is not a readable file", ErrUsage, s)
+		}
 	}
 	if o.Checksum != "" {
 		if _, err := parseChecksum(o.Checksum); err != nil {

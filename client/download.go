@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,10 +107,18 @@ func (d *download) stat(ctx context.Context) (stateFn, error) {
 		if !d.opts.Force {
 			return d.existing, nil
 		}
+		if !d.part.exists() {
+			// Replaced with --force: what it holds of the new version is
+			// copied, not fetched.
+			d.opts.Seeds = append(slices.Clip(d.opts.Seeds), d.dst) // not the caller's array
+		}
 	}
 	if d.part.exists() {
 		d.res.Resumed = true
 		return d.resume, nil
+	}
+	if len(d.opts.Seeds) > 0 {
+		return d.seed, nil
 	}
 	return d.fresh, nil
 }

@@ -136,6 +136,11 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	parallel := fs.Int("parallel", 1, "streams fetching missing blocks at once")
 	progressFlag := fs.String("progress", "auto", "progress on stderr: auto, bar, line, json or none")
 	noCompression := fs.Bool("no-compression", false, "ask for uncompressed blocks")
+	var seeds []string
+	fs.Func("seed", "copy the blocks this older copy holds, at any offset, and fetch only the rest (repeatable; with --force, an existing -o FILE is one too)", func(p string) error {
+		seeds = append(seeds, p)
+		return nil
+	})
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: ferry get URL [-o FILE] [flags]\n\nURL is the /sse/, /files/ or /manifest/ URL of a file.")
 		fs.PrintDefaults()
@@ -168,7 +173,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rep := newReporter(mode, stderr)
 	opts := client.Options{
 		Force: *force, Strict: *strict, Checksum: *checksum, MaxTime: cf.maxTime,
-		Parallel: *parallel, NoCompression: *noCompression,
+		Parallel: *parallel, NoCompression: *noCompression, Seeds: seeds,
 		SHA256: *withSHA || cf.jsonOut, // --json reports it; --checksum implies it in the library
 	}
 	if mode != "none" {
@@ -222,7 +227,11 @@ func reportDone(stderr io.Writer, res *client.Result) {
 	if res.SHA256 != "" {
 		digest = "sha256 " + res.SHA256
 	}
-	fmt.Fprintf(stderr, "ferry: %s %s (%s) in %.1fs, verified %s\n", verb, res.Path, humanBytes(res.Size), res.Seconds, digest)
+	seeded := ""
+	if res.BytesSeeded > 0 {
+		seeded = fmt.Sprintf(", %s copied from seeds", humanBytes(res.BytesSeeded))
+	}
+	fmt.Fprintf(stderr, "ferry: %s %s (%s%s) in %.1fs, verified %s\n", verb, res.Path, humanBytes(res.Size), seeded, res.Seconds, digest)
 }
 
 func writeJSON(w io.Writer, v any) {
