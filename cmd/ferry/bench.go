@@ -177,6 +177,7 @@ type benchCase struct {
 	slow     bool   // through a proxy throttled to --rate
 	cuts     int    // through a proxy that cuts the connection this many times
 	sha256   bool   // ferry: --sha256, the whole-file SHA-256 that --json and --checksum imply
+	seed     bool   // ferry: --seed, an older version of the file (benchseed.go)
 	// origin "http": the client downloads from a second server whose
 	// --origin is the first one's /files/ (or "s3": a SeaweedFS bucket);
 	// cache "none" (--cache-max 0), "cold" (an empty block cache) or
@@ -186,8 +187,8 @@ type benchCase struct {
 
 // baseline names the plain HTTP case this one is compared with.
 func (c benchCase) baseline() string {
-	if c.origin != "" {
-		return c.kind + "/ferry/identity/p1" // the same client, from a local folder
+	if c.origin != "" || c.seed {
+		return c.kind + "/ferry/identity/p1" // the same client, from a local folder, without a seed
 	}
 	if c.slow {
 		return "slow/" + c.kind + "/http"
@@ -224,6 +225,7 @@ func benchCases(curl bool, cuts int, s3 bool) []benchCase {
 			cs = append(cs, benchCase{name: "origin/random/" + o + "/" + cache, kind: "random", client: "ferry", codec: "identity", parallel: 1, origin: o, cache: cache})
 		}
 	}
+	cs = append(cs, benchCase{name: "seed/random/ferry/identity/p1", kind: "random", client: "ferry", codec: "identity", parallel: 1, seed: true})
 	if cuts > 0 {
 		cs = append(cs, benchCase{name: "resume/random/ferry/auto/p1", kind: "random", client: "ferry", codec: "auto", parallel: 1, cuts: cuts})
 	}
@@ -329,6 +331,13 @@ func (b *bench) prepare(ctx context.Context, cases []benchCase) error {
 			return err
 		}
 	}
+	for _, c := range cases {
+		if c.seed {
+			if err := b.writeSeed(c.kind); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -378,6 +387,7 @@ type benchResult struct {
 	cuts      int     // ferry get's reconnects
 	proxied   int64   // bytes through the proxy, server to client
 	uncut     int64   // resume: bytes through a proxy for an uncut stream
+	seedRead  float64 // seed: seconds to read the seed once
 }
 
 // run runs case c once.
@@ -431,6 +441,11 @@ func (b *bench) run(ctx context.Context, c benchCase) (benchResult, error) {
 		addr = proxy.Addr
 	}
 	argv := b.argv(c, "http://"+addr, file, out)
+	if c.seed {
+		if r.seedRead, err = b.readSeed(ctx, c.kind); err != nil {
+			return r, err
+		}
+	}
 	if err := srv.Sync(ctx); err != nil {
 		return r, err
 	}
@@ -566,6 +581,9 @@ func (b *bench) argv(c benchCase, base, file, out string) []string {
 	}
 	if c.sha256 {
 		argv = append(argv, "--sha256")
+	}
+	if c.seed {
+		argv = append(argv, "--seed", b.seedPath(c.kind))
 	}
 	return argv
 }
@@ -726,6 +744,11 @@ func report(w io.Writer, in reportInput) {
 		fmt.Fprintf(w, "  on the wire, beyond an uncut stream: %d bytes = %s blocks per cut (a block is %d bytes on the wire)\n",
 			r.proxied-r.uncut, perCut(float64(r.proxied-r.uncut), float64(r.uncut)/float64(blocks)), r.uncut/max(blocks, 1))
 	}
+	for _, c := range in.cases {
+		if r, ok := in.results[c.name]; ok && c.seed {
+			reportSeed(w, in, c, r)
+		}
+	}
 	targets(w, in)
 }
 
@@ -744,12 +767,6 @@ func targets(w io.Writer, in reportInput) {
 			return 0, false
 		}
 		return base.seconds / r.seconds, true
-	}
-	verdict := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "MISSED"
 	}
 	var lines []string
 	for _, name := range []string{"random/ferry/auto/p1", "random/ferry/identity/p1"} {
@@ -774,4 +791,11 @@ func targets(w io.Writer, in reportInput) {
 	if len(lines) > 0 {
 		fmt.Fprintf(w, "\ntargets (issue 6):\n%s\n", strings.Join(lines, "\n"))
 	}
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
 }

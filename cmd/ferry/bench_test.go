@@ -19,7 +19,7 @@ func TestBenchCommand(t *testing.T) {
 			t.Errorf("the table has no row %q:\n%s", c.name, stdout)
 		}
 	}
-	for _, want := range []string{"machine: ", "command: ferry bench --size 256KiB", "bytes_fetched - size: ", "targets (issue 6):"} {
+	for _, want := range []string{"machine: ", "command: ferry bench --size 256KiB", "bytes_fetched - size: ", "seed: seed/random/ferry/identity/p1", "targets (issue 6):"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("the report has no %q:\n%s", want, stdout)
 		}
@@ -49,6 +49,7 @@ func TestSelectCases(t *testing.T) {
 		{"random/ferry/auto/p1", []string{"random/http", "random/ferry/auto/p1"}},
 		{"text/*/auto/p4, slow", []string{"text/http", "text/ferry/auto/p4", "slow/text/http", "slow/text/ferry/auto/p1", "slow/text/ferry/identity/p1"}},
 		{"resume", []string{"random/http", "resume/random/ferry/auto/p1"}},
+		{"seed", []string{"random/ferry/identity/p1", "seed/random/ferry/identity/p1"}},
 		{"*/curl", []string{"random/http", "random/curl", "text/http", "text/curl"}},
 		{"random/*/identity/p1", []string{"random/http", "random/ferry/identity/p1", "random/ferry-sha256/identity/p1"}},
 	}
