@@ -185,24 +185,33 @@ func (d *download) fresh(ctx context.Context) (stateFn, error) {
 	}
 }
 
+// setUp makes v the download's version and sets up an empty partial file
+// and ledger for it.
+func (d *download) setUp(v version) error {
+	d.ver = v
+	d.rounds.saw(v.ETag)
+	if err := d.part.checkSpace(v.Size); err != nil {
+		return err
+	}
+	if err := d.part.open(v.Size); err != nil {
+		return err
+	}
+	if err := d.part.saveState(d.ver.state(d.url)); err != nil {
+		return err
+	}
+	d.book = newLedger(v.Size, v.BlockSize)
+	d.meter.size.Store(v.Size)
+	return nil
+}
+
 // begin sets up the partial file for the version the first stream's meta
 // event told, and plans the first pass.
 func (d *download) begin(ctx context.Context) (stateFn, error) {
 	m := d.plan.first.meta
-	d.ver = version{ETag: m.ETag, Size: m.Size, BlockSize: m.BlockSize}
-	d.rounds.saw(m.ETag)
-	if err := d.part.checkSpace(m.Size); err != nil {
+	if err := d.setUp(version{ETag: m.ETag, Size: m.Size, BlockSize: m.BlockSize}); err != nil {
 		return nil, err
 	}
-	if err := d.part.open(m.Size); err != nil {
-		return nil, err
-	}
-	if err := d.part.saveState(d.ver.state(d.url)); err != nil {
-		return nil, err
-	}
-	d.book = newLedger(m.Size, m.BlockSize)
 	d.order = newInOrder(d.opts.SHA256)
-	d.meter.size.Store(m.Size)
 	d.meter.report("downloading")
 	bs := int64(m.BlockSize)
 	if d.plan.probe && m.Size > bs {

@@ -18,20 +18,10 @@ func (d *download) seed(ctx context.Context) (stateFn, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.ver = versionOf(m)
-	d.rounds.saw(m.ETag)
-	if err := d.part.checkSpace(m.Size); err != nil {
+	if err := d.setUp(versionOf(m)); err != nil {
 		return nil, err
 	}
-	if err := d.part.open(m.Size); err != nil {
-		return nil, err
-	}
-	if err := d.part.saveState(d.ver.state(d.url)); err != nil {
-		return nil, err
-	}
-	d.meter.size.Store(m.Size)
 	d.meter.report("seeding")
-	d.book = newLedger(m.Size, m.BlockSize)
 	for _, p := range d.opts.Seeds {
 		n, err := seedFrom(ctx, p, m, d.part, d.book)
 		if ctx.Err() != nil {
