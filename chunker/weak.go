@@ -7,13 +7,9 @@ package chunker
 // find a block of a new version at any offset of an old copy (a seed)
 // and then confirm it with the block's xxh3-64.
 func Weak(p []byte) uint32 {
-	var a, b uint32
-	n := uint32(len(p))
-	for i, c := range p {
-		a += uint32(c)
-		b += (n - uint32(i)) * uint32(c)
-	}
-	return (b&0xffff)<<16 | a&0xffff
+	r := Roller{n: uint32(len(p))}
+	r.add(p)
+	return r.Sum()
 }
 
 // Roller is the Weak checksum of a window of fixed length sliding over a
@@ -26,11 +22,16 @@ type Roller struct {
 // NewRoller starts a Roller on the window p.
 func NewRoller(p []byte) *Roller {
 	r := &Roller{n: uint32(len(p))}
+	r.add(p)
+	return r
+}
+
+// add sums the window p into r.
+func (r *Roller) add(p []byte) {
 	for i, c := range p {
 		r.a += uint32(c)
 		r.b += (r.n - uint32(i)) * uint32(c)
 	}
-	return r
 }
 
 // Roll moves the window one byte: out leaves it at the front, in enters
