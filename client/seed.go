@@ -32,7 +32,6 @@ func (d *download) seed(ctx context.Context) (stateFn, error) {
 		}
 		d.logf("%s: %d bytes of %s found", p, n, d.url)
 	}
-	d.book = d.book.rebase(m)
 	d.order = nil // blocks will not arrive in order from 0: the file is hashed at the end
 	seeded := d.book.bytes()
 	d.res.BytesSeeded = seeded
@@ -74,28 +73,31 @@ type seeder struct {
 }
 
 func (s *seeder) blockLen(i int64) int {
-	return int(min(int64(s.m.BlockSize), s.m.Size-i*int64(s.m.BlockSize)))
+	_, n := chunker.Span(s.m.Size, s.m.BlockSize, i)
+	return n
 }
 
-// take writes b as block i, and every other block with the same hash,
-// where b is what they hold and they are still missing.
-func (s *seeder) take(b []byte, blocks []int64) error {
+// take writes b as each of blocks that b is and that is still missing
+// (several blocks can hold the same bytes), and reports whether it wrote any.
+func (s *seeder) take(b []byte, blocks []int64) (bool, error) {
 	return s.takeHashed(b, chunker.Hash(b), blocks)
 }
 
 // takeHashed is take of b whose xxh3-64 is h.
-func (s *seeder) takeHashed(b []byte, h uint64, blocks []int64) error {
+func (s *seeder) takeHashed(b []byte, h uint64, blocks []int64) (bool, error) {
+	found := false
 	for _, i := range blocks {
 		if s.book.known[i] || uint64(s.m.Hashes[i]) != h || s.blockLen(i) != len(b) {
 			continue
 		}
 		if _, err := s.part.WriteAt(b, i*int64(s.m.BlockSize)); err != nil {
-			return diskError(err)
+			return found, diskError(err)
 		}
-		s.book.hashed(i, h)
+		s.book.wrote(i, h) // verified: h is the manifest's hash of block i
 		s.copied += int64(len(b))
+		found = true
 	}
-	return nil
+	return found, nil
 }
 
 // sameOffsets checks each missing block at its own offset in the seed.
@@ -113,7 +115,7 @@ func (s *seeder) sameOffsets(ctx context.Context, f *os.File, size int64) error 
 		if _, err := f.ReadAt(buf[:n], off); err != nil {
 			return fmt.Errorf("%w: seed: %v", ErrDisk, err)
 		}
-		if err := s.take(buf[:n], []int64{i}); err != nil {
+		if _, err := s.take(buf[:n], []int64{i}); err != nil {
 			return err
 		}
 	}
@@ -125,9 +127,34 @@ func (s *seeder) sameOffsets(ctx context.Context, f *os.File, size int64) error 
 		if _, err := f.ReadAt(buf[:n], size-int64(n)); err != nil {
 			return fmt.Errorf("%w: seed: %v", ErrDisk, err)
 		}
-		return s.take(buf[:n], []int64{last})
+		_, err := s.take(buf[:n], []int64{last})
+		return err
 	}
 	return nil
+}
+
+// window is what the rolling search holds of a seed: buf is the seed's
+// bytes from base on.
+type window struct {
+	f    *os.File
+	size int64
+	buf  []byte
+	base int64
+}
+
+// at returns the seed's [off, off+n), shorter at the seed's end, reading
+// ahead from off where buf does not hold it. off never goes back.
+func (w *window) at(off, n int64) ([]byte, error) {
+	if end := w.base + int64(len(w.buf)); off+n > end && end < w.size {
+		w.buf = append(w.buf[:0], w.buf[off-w.base:]...)
+		w.base = off
+		k, err := w.f.ReadAt(w.buf[len(w.buf):cap(w.buf)], w.base+int64(len(w.buf)))
+		w.buf = w.buf[:len(w.buf)+k]
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("%w: seed: %v", ErrDisk, err)
+		}
+	}
+	return w.buf[off-w.base : min(off+n-w.base, int64(len(w.buf)))], nil
 }
 
 // roll slides a window of one block along the seed, a byte at a time,
@@ -136,8 +163,8 @@ func (s *seeder) sameOffsets(ctx context.Context, f *os.File, size int64) error 
 // filters the lookups: a map lookup at every byte made the search 20
 // times slower than the rolling itself.
 func (s *seeder) roll(ctx context.Context, f *os.File, size int64) error {
-	bs := s.m.BlockSize
-	if size < int64(bs) {
+	bs := int64(s.m.BlockSize)
+	if size < bs {
 		return nil
 	}
 	const bits = 1 << 22
@@ -145,7 +172,7 @@ func (s *seeder) roll(ctx context.Context, f *os.File, size int64) error {
 	byWeak := map[uint32][]int64{}
 	byHash := map[uint64][]int64{}
 	for i, w := range s.m.Weak {
-		if s.blockLen(int64(i)) == bs && !s.book.known[i] {
+		if int64(s.blockLen(int64(i))) == bs && !s.book.known[i] {
 			byWeak[w] = append(byWeak[w], int64(i))
 			byHash[uint64(s.m.Hashes[i])] = append(byHash[uint64(s.m.Hashes[i])], int64(i))
 			filter[w%bits/64] |= 1 << (w % 64)
@@ -154,79 +181,68 @@ func (s *seeder) roll(ctx context.Context, f *os.File, size int64) error {
 	if len(byWeak) == 0 {
 		return nil
 	}
-	// buf holds the seed's bytes from base on; the window is buf[at:at+bs].
-	buf := make([]byte, 0, 4*bs+(4<<20))
-	var base int64
-	// fill makes buf hold the seed's [off, off+n), or up to its end.
-	fill := func(off, n int64) error {
-		if off+n <= base+int64(len(buf)) || base+int64(len(buf)) == size {
-			return nil
-		}
-		keep := buf[off-base:]
-		buf = append(buf[:0], keep...)
-		base = off
-		k, err := f.ReadAt(buf[len(buf):cap(buf)], base+int64(len(buf)))
-		buf = buf[:len(buf)+k]
-		if err != nil && err != io.EOF {
-			return fmt.Errorf("%w: seed: %v", ErrDisk, err)
-		}
-		return nil
-	}
-	off := int64(0)
-	if err := fill(off, int64(bs)); err != nil {
-		return err
-	}
-	r := chunker.NewRoller(buf[:bs])
+	w := &window{f: f, size: size, buf: make([]byte, 0, 4*bs+(4<<20))}
+	var off int64
+	var r *chunker.Roller // nil at the start and after a block found
 	for steps := 0; ; steps++ {
 		if steps%(1<<20) == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		w := r.Sum()
-		if filter[w%bits/64]&(1<<(w%64)) != 0 {
-			if blocks, ok := byWeak[w]; ok {
-				before := s.copied
-				win := buf[off-base : off-base+int64(bs)]
-				if err := s.take(win, blocks); err != nil {
-					return err
-				}
-				if s.copied > before { // found: go on after it
-					off += int64(bs)
-					// Blocks found tend to come in runs (what did not
-					// change between versions): the window after a found
-					// block is first looked up whole by its xxh3-64, ten
-					// times faster than starting a rolling checksum,
-					// which this seed's 1 GiB bench spent 0.54 of 1.4
-					// CPU-s on.
-					for {
-						if off+int64(bs) > size {
-							return nil
-						}
-						if err := fill(off, int64(bs)); err != nil {
-							return err
-						}
-						win := buf[off-base : off-base+int64(bs)]
-						h := chunker.Hash(win)
-						had := s.copied
-						if err := s.takeHashed(win, h, byHash[h]); err != nil {
-							return err
-						}
-						if s.copied == had {
-							break
-						}
-						off += int64(bs)
-					}
-					r = chunker.NewRoller(buf[off-base : off-base+int64(bs)])
-					continue
-				}
+		if r == nil {
+			var err error
+			if off, err = s.takeRun(w, off, byHash); err != nil || off+bs > size {
+				return err
+			}
+			win, err := w.at(off, bs)
+			if err != nil {
+				return err
+			}
+			r = chunker.NewRoller(win)
+		}
+		if sum := r.Sum(); filter[sum%bits/64]&(1<<(sum%64)) != 0 && byWeak[sum] != nil {
+			win, err := w.at(off, bs) // held already: no read
+			if err != nil {
+				return err
+			}
+			found, err := s.take(win, byWeak[sum])
+			if err != nil {
+				return err
+			}
+			if found {
+				off, r = off+bs, nil
+				continue
 			}
 		}
-		if off+int64(bs) >= size {
+		if off+bs >= size {
 			return nil
 		}
-		if err := fill(off, int64(bs)+1); err != nil { // the byte leaving and the one entering
+		win, err := w.at(off, bs+1) // the byte leaving and the one entering
+		if err != nil {
 			return err
 		}
-		r.Roll(buf[off-base], buf[off+int64(bs)-base])
+		r.Roll(win[0], win[bs])
 		off++
 	}
+}
+
+// takeRun takes the blocks of the seed from off on that are found whole,
+// one after another, and returns the offset after them. Blocks found come
+// in runs (what did not change between versions), and looking a window up
+// by its xxh3-64 is ten times faster than starting a rolling checksum,
+// which the 1 GiB seed bench spent 0.54 of 1.4 CPU-s on.
+func (s *seeder) takeRun(w *window, off int64, byHash map[uint64][]int64) (int64, error) {
+	bs := int64(s.m.BlockSize)
+	for off+bs <= w.size {
+		win, err := w.at(off, bs)
+		if err != nil {
+			return off, err
+		}
+		h := chunker.Hash(win)
+		found, err := s.takeHashed(win, h, byHash[h])
+		if err != nil || !found {
+			return off, err
+		}
+		off += bs
+	}
+	return off, nil
 }
