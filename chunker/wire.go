@@ -41,12 +41,16 @@ const (
 	QueryVersion = "v"
 	// QueryEncoding lists the codecs the client decodes, comma-separated.
 	QueryEncoding = "encoding"
+	// QueryFollow, "1", follows a file still being written: the stream (or
+	// the manifest) covers the blocks complete so far and grows with the
+	// file until it is complete.
+	QueryFollow = "follow"
 )
 
 // ReservedQuery are the query parameters a client sets itself on every
 // request; a URL a user gives keeps its other parameters (a signature, say).
 func ReservedQuery() []string {
-	return []string{QueryVersion, QueryLastEventID, QueryRange, QueryEncoding}
+	return []string{QueryVersion, QueryLastEventID, QueryRange, QueryEncoding, QueryFollow}
 }
 
 // Field names of the block event's JSON payload, in the order the server
@@ -88,6 +92,10 @@ type Meta struct {
 	ETag      string `json:"etag"`
 	Start     int64  `json:"start"`
 	End       int64  `json:"end"`
+	// Live marks the stream of a file still being written: Size and End are
+	// what exists when the stream begins, and the stream goes past them
+	// until the end event gives the final size.
+	Live bool `json:"live,omitempty"`
 }
 
 // End is the payload of the end event: the digests of the whole file, which

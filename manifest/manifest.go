@@ -53,9 +53,13 @@ type Manifest struct {
 	// client finds blocks of this version at any offset of an old copy.
 	// Manifests from before it have none; clients then match blocks at
 	// the same offset only.
-	Weak    []uint32 `json:"weak,omitempty"`
-	XXH3128 string   `json:"xxh3_128"`
-	SHA256  string   `json:"sha256"`
+	Weak []uint32 `json:"weak,omitempty"`
+	// Live marks the manifest of a file still being written: it lists the
+	// whole blocks complete so far (Size is their bytes) and has no
+	// whole-file digests yet.
+	Live    bool   `json:"live,omitempty"`
+	XXH3128 string `json:"xxh3_128,omitempty"`
+	SHA256  string `json:"sha256,omitempty"`
 }
 
 // SharedSuffix ends the name of a manifest kept beside its file (written by
@@ -192,6 +196,12 @@ func (m *Manifest) Validate() error {
 		return bad("%d weak checksums for %d blocks", len(m.Weak), m.Blocks)
 	case m.ETag == "":
 		return bad("no etag")
+	case m.Live && m.Size%int64(m.BlockSize) != 0:
+		return bad("a live manifest of %d bytes, not whole blocks of %d", m.Size, m.BlockSize)
+	case m.Live && (m.XXH3128 != "" || m.SHA256 != ""):
+		return bad("a live manifest with whole-file digests")
+	case m.Live:
+		return nil
 	case !isHex(m.XXH3128, 32):
 		return bad("xxh3_128 %q is not 32 hex digits", m.XXH3128)
 	case !isHex(m.SHA256, 64):

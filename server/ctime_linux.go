@@ -20,3 +20,11 @@ func inode(info fs.FileInfo) uint64 {
 	}
 	return 0
 }
+
+// device returns the device number of a file's file system.
+func device(info fs.FileInfo) uint64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Dev)
+	}
+	return 0
+}

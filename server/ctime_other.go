@@ -9,3 +9,6 @@ func ctime(fs.FileInfo) int64 { return 0 }
 
 // inode returns 0: the cache keys versions by path, size and mtime only.
 func inode(fs.FileInfo) uint64 { return 0 }
+
+// device returns 0.
+func device(fs.FileInfo) uint64 { return 0 }

@@ -69,7 +69,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		c.Response().Header().Set("Retry-After", "2")
 	}
 	var pe *pinError
-	if errors.As(err, &pe) {
+	if errors.As(err, &pe) && pe.etag != "" {
 		c.Response().Header().Set("ETag", `"`+pe.etag+`"`)
 	}
 	if c.Request().Method == http.MethodHead {

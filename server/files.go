@@ -182,6 +182,16 @@ func (s *Server) sharedManifest(ctx context.Context, f *file) *manifest.Manifest
 }
 
 func (s *Server) handleManifest(c echo.Context) error {
+	if s.follows(c.Request()) {
+		t, err := s.followRequest(c.Request(), chunker.PathManifest, false)
+		if err != nil {
+			return err
+		}
+		if t != nil {
+			defer s.live.release(t)
+			return s.liveManifest(c, t)
+		}
+	}
 	f, err := s.open(c.Request(), chunker.PathManifest)
 	if err != nil {
 		return err
@@ -205,6 +215,10 @@ func (s *Server) handleManifest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.answerManifest(c, m)
+}
+
+func (s *Server) answerManifest(c echo.Context, m *manifest.Manifest) error {
 	c.Response().Header().Set("ETag", `"`+m.ETag+`"`)
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	return c.JSON(http.StatusOK, m)

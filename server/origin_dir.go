@@ -4,6 +4,7 @@ import (
 	"context"
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // DirOrigin serves the regular files below a local folder. Symlinks are
@@ -11,6 +12,7 @@ import (
 type DirOrigin struct {
 	root *os.Root
 	dir  string
+	abs  string // dir made absolute, for inotify
 }
 
 // NewDirOrigin opens dir.
@@ -19,7 +21,12 @@ func NewDirOrigin(dir string) (*DirOrigin, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DirOrigin{root: root, dir: dir}, nil
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	return &DirOrigin{root: root, dir: dir, abs: abs}, nil
 }
 
 func (o *DirOrigin) String() string { return o.dir }

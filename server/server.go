@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,6 +75,18 @@ type Config struct {
 	// MetricsElsewhere keeps /metrics off the Server's routes, for a
 	// MetricsHandler served on an address of its own.
 	MetricsElsewhere bool
+	// FollowIdle is how long a followed live file may go without growing
+	// before it counts as complete, when no writer's close or rename said
+	// so first. Default 60 s.
+	FollowIdle time.Duration
+	// FollowWait is how long a ?follow=1 request for a file that does not
+	// exist yet waits for it to appear before 404. Default 10 min.
+	FollowWait time.Duration
+	// FollowTemp are the temporary names a writer may write a file under
+	// before renaming it into place ("{}" is the name): a follower of a name
+	// that does not exist yet follows its temporary file. Default
+	// "{}.part" and "{}.tmp".
+	FollowTemp []string
 }
 
 func (c *Config) setDefaults() error {
@@ -101,6 +114,20 @@ func (c *Config) setDefaults() error {
 	if c.ReadHeaderTimeout <= 0 {
 		c.ReadHeaderTimeout = 10 * time.Second
 	}
+	if c.FollowIdle <= 0 {
+		c.FollowIdle = 60 * time.Second
+	}
+	if c.FollowWait <= 0 {
+		c.FollowWait = 10 * time.Minute
+	}
+	if c.FollowTemp == nil {
+		c.FollowTemp = []string{"{}.part", "{}.tmp"}
+	}
+	for _, p := range c.FollowTemp {
+		if !strings.Contains(p, "{}") || p == "{}" {
+			return fmt.Errorf("server: follow temporary name %q: want a pattern such as {}.part, {} standing for the name", p)
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -127,6 +154,8 @@ func (c *Config) setDefaults() error {
 type Server struct {
 	cfg    Config
 	origin Origin
+	dir    *DirOrigin // the local folder served, nil for a remote origin
+	live   *liveFiles // the live files followed, nil for a remote origin
 	cache  *manifest.Cache
 	// hashing maps the manifest.Key of each manifest being built to its
 	// bytes hashed so far (*atomic.Int64).
@@ -152,9 +181,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	origin := cfg.Origin
+	var dir *DirOrigin
 	if origin == nil {
-		dir, err := NewDirOrigin(cfg.Root)
-		if err != nil {
+		var err error
+		if dir, err = NewDirOrigin(cfg.Root); err != nil {
 			return nil, err
 		}
 		origin = dir
@@ -169,6 +199,9 @@ func New(cfg Config) (*Server, error) {
 		for _, s2 := range []bool{false, true} {
 			s.encoders[encoderKind{strong, s2}] = make(chan *chunker.Encoder, 32)
 		}
+	}
+	if dir != nil {
+		s.dir, s.live = dir, newLiveFiles()
 	}
 	s.origin = observed{origin, s.metrics}
 	s.echo = s.routes()
@@ -240,7 +273,12 @@ func (s *Server) draining() bool {
 }
 
 // Close releases the root directory.
-func (s *Server) Close() error { return s.origin.Close() }
+func (s *Server) Close() error {
+	if s.live != nil {
+		s.live.close()
+	}
+	return s.origin.Close()
+}
 
 // HTTPServer returns an http.Server for s with the timeouts a public
 // streaming server needs: headers must arrive promptly (slowloris), idle

@@ -25,6 +25,16 @@ const (
 // docs/PROTOCOL.md is the reference for every byte it writes.
 func (s *Server) handleStream(c echo.Context) error {
 	r := c.Request()
+	if s.follows(r) {
+		t, err := s.followRequest(r, chunker.PathSSE, true)
+		if err != nil {
+			return err
+		}
+		if t != nil {
+			defer s.live.release(t)
+			return s.streamLive(c, t)
+		}
+	}
 	f, err := s.open(r, chunker.PathSSE)
 	if err != nil {
 		return err
@@ -50,6 +60,13 @@ func (s *Server) handleStream(c echo.Context) error {
 		s.metrics.resumes.Inc()
 	}
 
+	return s.serveStream(c, f, out, (*stream).run)
+}
+
+// serveStream registers a stream of f's span, writes it with run, and logs
+// how it went.
+func (s *Server) serveStream(c echo.Context, f *file, out span, run func(*stream, *http.Request) string) error {
+	r := c.Request()
 	if !s.enter() {
 		return errTooManyStreams
 	}
@@ -67,7 +84,7 @@ func (s *Server) handleStream(c echo.Context) error {
 	st.byEncoding = map[string]int64{}
 	defer s.putEncoder(strong, s2, st.enc)
 	start := time.Now()
-	outcome := st.run(r)
+	outcome := run(st, r)
 	if outcome == outcomeWriteFail && s.draining() {
 		// The drain closed the connection of a client that stopped reading.
 		outcome = outcomeShutdown

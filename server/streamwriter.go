@@ -23,6 +23,7 @@ type stream struct {
 	// rate reads the connection's delivery rate from the kernel (nil where
 	// it cannot).
 	rate   func() (float64, bool)
+	live   bool  // a live file's stream: its meta says so
 	bytes  int64 // bytes written, framing included
 	blocks int64 // block events written
 	// byEncoding counts the block events written in each encoding.
@@ -71,7 +72,7 @@ func (st *stream) head(r *http.Request) error {
 
 	head := []byte("retry: " + strconv.FormatInt(st.s.cfg.Retry.Milliseconds(), 10) + "\n")
 	head = chunker.AppendEvent(head, "", chunker.EventMeta, chunker.Meta{
-		Size: f.info.Size, BlockSize: st.s.cfg.BlockSize, ETag: f.etag, Start: st.span.start, End: st.span.end,
+		Size: f.info.Size, BlockSize: st.s.cfg.BlockSize, ETag: f.etag, Start: st.span.start, End: st.span.end, Live: st.live,
 	})
 	return st.write(head)
 }

@@ -106,6 +106,8 @@ type serveFlags struct {
 	blockSize, cacheMax             byteSize
 	retry, heartbeat, writeTimeout  *time.Duration
 	headerTimeout, grace            *time.Duration
+	followIdle, followWait          *time.Duration
+	followTemp                      listFlag
 	noCache, corsCreds              *bool
 	maxStreams                      *int
 	tokens, corsOrigins, proxies    listFlag
@@ -136,6 +138,9 @@ func newServeFlags(stderr io.Writer) *serveFlags {
 	f.corsCreds = fs.Bool("cors-credentials", false, "allow credentials (cookies, Authorization) from the allowed origins")
 	fs.Var(&f.proxies, "trusted-proxy", "CIDR or address of a proxy in front whose X-Forwarded-For names the client in the log (repeatable)")
 	f.metricsAddr = fs.String("metrics-addr", "", "serve /metrics on this address of its own instead of beside the files")
+	f.followIdle = fs.Duration("follow-idle", time.Minute, "a followed file (?follow=1) that has not grown for this long is complete, if no close or rename said so first")
+	f.followWait = fs.Duration("follow-wait", 10*time.Minute, "how long a follower of a file that does not exist yet waits for it before 404")
+	fs.Var(&f.followTemp, "follow-temp", "temporary name a writer renames into place, {} standing for the name (repeatable; default {}.part and {}.tmp)")
 	f.tlsCert = fs.String("tls-cert", "", "TLS certificate file (PEM); serves HTTPS and HTTP/2")
 	f.tlsKey = fs.String("tls-key", "", "TLS private key file (PEM)")
 	fs.Usage = func() {
@@ -200,6 +205,7 @@ func (f *serveFlags) config(stderr io.Writer) (server.Config, int) {
 		Root: root, BlockSize: int(f.blockSize), Retry: *f.retry, Heartbeat: *f.heartbeat,
 		WriteTimeout: *f.writeTimeout, ReadHeaderTimeout: *f.headerTimeout, CacheDir: cacheDir, Logger: logger,
 		TrustedProxies: f.proxies, MetricsElsewhere: *f.metricsAddr != "",
+		FollowIdle: *f.followIdle, FollowWait: *f.followWait, FollowTemp: f.followTemp,
 		MaxStreams: *f.maxStreams, Tokens: tokens, SignKey: signKey, CORSOrigins: f.corsOrigins, CORSCredentials: *f.corsCreds,
 	}, -1
 }
