@@ -81,6 +81,13 @@ type Options struct {
 	// its xxh3-64) instead of fetching them. With Force, an existing
 	// destination is a seed too.
 	Seeds []string
+	// Follow follows a file still being written (a build's artifact): the
+	// download takes each block as soon as the server's file has it, waits
+	// while the file grows, and completes with the verified whole file
+	// once the writer is done. A file nobody writes downloads as usual.
+	// Follow uses one stream (Parallel applies only to a file complete
+	// when the download starts) and takes no Seeds.
+	Follow bool
 	// MaxTime bounds the whole download; 0 means no bound.
 	MaxTime time.Duration
 	// OnProgress, if set, is called after every verified block and at each
@@ -241,6 +248,9 @@ func (o *Options) check(dst string) error {
 	}
 	if o.MaxTime < 0 {
 		return fmt.Errorf("%w: negative MaxTime", ErrUsage)
+	}
+	if o.Follow && len(o.Seeds) > 0 {
+		return fmt.Errorf("%w: seeds and follow do not go together: a live file has no manifest to match them against yet", ErrUsage)
 	}
 	for _, s := range o.Seeds {
 		if info, err := os.Stat(s); err != nil || !info.Mode().IsRegular() {

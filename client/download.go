@@ -27,10 +27,11 @@ type download struct {
 	start time.Time
 
 	part  *partial
-	ver   version  // the version being downloaded, once known
-	book  *ledger  // what the partial file holds, once the size is known
-	order *inOrder // whole-file digests fed in order, while they are
-	plan  plan     // the next pass's, when a state prepared it
+	ver   version     // the version being downloaded, once known
+	book  *ledger     // what the partial file holds, once the size is known
+	order *inOrder    // whole-file digests fed in order, while they are
+	plan  plan        // the next pass's, when a state prepared it
+	live  *liveFollow // a follow's, while the file is live
 
 	newMan       *manifest.Manifest // another version's manifest a state found
 	rounds       versionRounds
@@ -107,11 +108,14 @@ func (d *download) stat(ctx context.Context) (stateFn, error) {
 		if !d.opts.Force {
 			return d.existing, nil
 		}
-		if !d.part.exists() {
+		if !d.part.exists() && !d.opts.Follow {
 			// Replaced with --force: what it holds of the new version is
 			// copied, not fetched.
 			d.opts.Seeds = append(slices.Clip(d.opts.Seeds), d.dst) // not the caller's array
 		}
+	}
+	if d.opts.Follow {
+		return d.followStart, nil
 	}
 	if d.part.exists() {
 		d.res.Resumed = true
@@ -128,6 +132,9 @@ func (d *download) existing(ctx context.Context) (stateFn, error) {
 	m, err := d.fetchManifest(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if m.Live {
+		return nil, fmt.Errorf("%w: %s exists, and the remote file is still being written (use --force to replace it)", ErrExists, d.dst)
 	}
 	f, err := os.Open(d.dst)
 	if err != nil {

@@ -111,7 +111,7 @@ func (d *download) fetchManifest(ctx context.Context) (*manifest.Manifest, error
 func (d *download) requestManifest(ctx context.Context) (*manifest.Manifest, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, d.cfg.idle, errIdle)
 	defer cancel()
-	u := d.ep.manifest()
+	u := d.ep.manifest(d.manifestQuery())
 	req, err := d.newRequest(ctx, u)
 	if err != nil {
 		return nil, err

@@ -59,6 +59,29 @@ func (p *partial) open(size int64) error {
 	return nil
 }
 
+// openGrowing opens (creating) the partial file of a follow, which grows
+// as blocks come, and cuts it to size if size ≥ 0. It returns its size.
+func (p *partial) openGrowing(size int64) (int64, error) {
+	if p.f == nil {
+		f, err := os.OpenFile(p.path(), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return 0, diskError(err)
+		}
+		p.f = f
+	}
+	if size >= 0 {
+		if err := p.f.Truncate(size); err != nil {
+			return 0, diskError(err)
+		}
+		return size, nil
+	}
+	info, err := p.f.Stat()
+	if err != nil {
+		return 0, diskError(err)
+	}
+	return info.Size(), nil
+}
+
 func (p *partial) WriteAt(b []byte, off int64) (int, error) { return p.f.WriteAt(b, off) }
 func (p *partial) ReadAt(b []byte, off int64) (int, error)  { return p.f.ReadAt(b, off) }
 

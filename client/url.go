@@ -54,5 +54,5 @@ func (e endpoints) url(prefix string, extra url.Values) string {
 	return s
 }
 
-func (e endpoints) sse(extra url.Values) string { return e.url(chunker.PathSSE, extra) }
-func (e endpoints) manifest() string            { return e.url(chunker.PathManifest, nil) }
+func (e endpoints) sse(extra url.Values) string      { return e.url(chunker.PathSSE, extra) }
+func (e endpoints) manifest(extra url.Values) string { return e.url(chunker.PathManifest, extra) }

@@ -136,6 +136,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	parallel := fs.Int("parallel", 1, "streams fetching missing blocks at once")
 	progressFlag := fs.String("progress", "auto", "progress on stderr: auto, bar, line, json or none")
 	noCompression := fs.Bool("no-compression", false, "ask for uncompressed blocks")
+	follow := fs.Bool("follow", false, "follow a file still being written: take each block as it appears, finish when the writer is done (the server waits up to its --follow-wait for a file that does not exist yet)")
 	var seeds []string
 	fs.Func("seed", "copy the blocks this older copy holds, at any offset, and fetch only the rest (repeatable; with --force, an existing -o FILE is one too)", func(p string) error {
 		seeds = append(seeds, p)
@@ -173,7 +174,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rep := newReporter(mode, stderr)
 	opts := client.Options{
 		Force: *force, Strict: *strict, Checksum: *checksum, MaxTime: cf.maxTime,
-		Parallel: *parallel, NoCompression: *noCompression, Seeds: seeds,
+		Parallel: *parallel, NoCompression: *noCompression, Seeds: seeds, Follow: *follow,
 		SHA256: *withSHA || cf.jsonOut, // --json reports it; --checksum implies it in the library
 	}
 	if mode != "none" {

@@ -30,6 +30,9 @@ import (
 var ferryBin string
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv("FERRY_TEST_WRITER"); spec != "" {
+		os.Exit(runWriter(spec)) // a writer process of the follow tests
+	}
 	dir, err := os.MkdirTemp("", "ferry-bin-")
 	if err != nil {
 		panic(err)

@@ -103,7 +103,9 @@ func (r *reporter) progress(p client.Progress) {
 	r.last = p
 	switch r.mode {
 	case "bar":
-		if r.bar == nil && p.Size >= 0 {
+		if r.bar == nil && (p.Size >= 0 || p.Phase == "following") {
+			// A followed file's size is not known until it is complete:
+			// a spinner (max -1) until then.
 			r.bar = progressbar.NewOptions64(p.Size,
 				progressbar.OptionSetWriter(r.w), progressbar.OptionShowBytes(true), progressbar.OptionShowTotalBytes(true),
 				progressbar.OptionUseIECUnits(true), progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond),
@@ -111,6 +113,9 @@ func (r *reporter) progress(p client.Progress) {
 				progressbar.OptionSetDescription("ferry"), progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionSetRenderBlankState(true))
 		}
 		if r.bar != nil {
+			if p.Size >= 0 && r.bar.GetMax64() < 0 {
+				r.bar.ChangeMax64(p.Size)
+			}
 			r.bar.Set64(p.Done)
 			if p.Reconnects != prev.Reconnects {
 				r.bar.Describe(fmt.Sprintf("ferry (%d reconnects)", p.Reconnects))
@@ -138,8 +143,14 @@ func (r *reporter) line(p, prev client.Progress) {
 	if p.Size > 0 {
 		pct = p.Done * 100 / p.Size
 	}
-	due := time.Since(r.lastLine) >= 10*time.Second || pct >= r.lastPct+5 || p.Phase == "verifying" && prev.Phase != p.Phase
-	if !due || p.Size < 0 || p.Phase == "done" {
+	due := time.Since(r.lastLine) >= 10*time.Second || pct >= r.lastPct+5 || p.Phase != prev.Phase && (p.Phase == "verifying" || p.Phase == "following")
+	if !due || p.Size < 0 && p.Phase != "following" || p.Phase == "done" {
+		return
+	}
+	if p.Size < 0 { // following a file still being written
+		r.lastLine = time.Now()
+		fmt.Fprintf(r.w, "ferry: following   %s so far, %s/s, waiting for the writer to finish, %d reconnects\n",
+			humanBytes(p.Done), humanBytes(int64(r.rate(p))), p.Reconnects)
 		return
 	}
 	r.lastLine = time.Now()
