@@ -84,6 +84,10 @@ func isLiveETag(pin string) bool {
 	return false
 }
 
+// recheck is the tracker's own event beside the watcher's: look whether
+// anyone still writes the file, without having seen a close.
+const recheck = 1 << 8
+
 // Tracker states.
 const (
 	trackLive = iota
@@ -251,7 +255,7 @@ func (t *tracker) run() {
 	defer close(t.stopped)
 	tick := time.NewTicker(livePoll)
 	defer tick.Stop()
-	sig := closedWrite // ask the kernel at once whether anyone writes it
+	sig := recheck // ask the kernel at once whether anyone writes it
 	for {
 		t.mu.Lock()
 		sig |= t.signals
@@ -268,7 +272,7 @@ func (t *tracker) run() {
 		select {
 		case <-t.kick:
 		case <-tick.C:
-			sig |= closedWrite // a close may have gone unseen: ask the kernel again
+			sig |= recheck // a close may have gone unseen: ask the kernel again
 		case <-t.stop:
 			return
 		}
@@ -311,9 +315,10 @@ func (t *tracker) completed(sig int, info os.FileInfo) bool {
 	if t.temp != "" && t.renamed() {
 		return true
 	}
-	if t.temp == "" && sig&closedWrite != 0 {
-		if writer, known := hasWriter(t.f); known && !writer {
-			return true
+	if t.temp == "" && sig&(closedWrite|recheck) != 0 {
+		writer, known := hasWriter(t.f)
+		if known && !writer || !known && sig&closedWrite != 0 {
+			return true // nobody writes it; or, where the kernel cannot say, its writer closed it
 		}
 	}
 	snap, _ := t.snapshot()
