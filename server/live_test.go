@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -398,5 +399,28 @@ func TestFollowOrdinaryAnswers(t *testing.T) {
 				t.Errorf("GET %s: %d, want %d", tc.url, resp.StatusCode, tc.want)
 			}
 		})
+	}
+}
+
+// A live file that does not grow gets a ping every heartbeat, so that
+// proxies and clients see the stream alive.
+func TestFollowPingsWhileWaiting(t *testing.T) {
+	root := t.TempDir()
+	ts := startLive(t, root, Config{Heartbeat: 100 * time.Millisecond})
+	w := writer(t, filepath.Join(root, "quiet.bin"))
+	write(t, w, randomBytes(liveBS, 10))
+	resp := get(t, sseURL(ts.URL, "quiet.bin", "follow=1"))
+	lines := bufio.NewScanner(resp.Body)
+	lines.Buffer(nil, 1<<20)
+	pings := 0
+	deadline := time.AfterFunc(10*time.Second, func() { resp.Body.Close() })
+	defer deadline.Stop()
+	for pings < 3 && lines.Scan() {
+		if lines.Text() == ": ping" {
+			pings++
+		}
+	}
+	if pings < 3 {
+		t.Fatalf("%d pings from a live file that does not grow, want a ping per heartbeat", pings)
 	}
 }

@@ -93,9 +93,10 @@ func (st *stream) follow(r *http.Request, t *tracker) string {
 	ctx := r.Context()
 	bs := int64(st.s.cfg.BlockSize)
 	buf := make([]byte, bs)
-	tick := time.NewTicker(st.s.cfg.Heartbeat)
-	defer tick.Stop()
-	for i, quiet := st.span.start/bs, true; ; {
+	hb := st.s.cfg.Heartbeat
+	silence := time.NewTimer(hb) // since the last write
+	defer silence.Stop()
+	for i := st.span.start / bs; ; {
 		snap, wake := t.snapshot()
 		for ; i < snap.blocks; i++ {
 			if outcome := st.stopped(ctx); outcome != "" {
@@ -117,7 +118,7 @@ func (st *stream) follow(r *http.Request, t *tracker) string {
 			if err := st.block(i*bs, raw, hash, began); err != nil {
 				return outcomeWriteFail
 			}
-			quiet = false
+			silence.Reset(hb)
 		}
 		switch snap.status {
 		case trackComplete:
@@ -131,13 +132,11 @@ func (st *stream) follow(r *http.Request, t *tracker) string {
 		}
 		select {
 		case <-wake:
-		case <-tick.C:
-			if quiet {
-				if err := st.write([]byte(": ping\n\n")); err != nil {
-					return outcomeWriteFail
-				}
+		case <-silence.C:
+			if err := st.write([]byte(": ping\n\n")); err != nil {
+				return outcomeWriteFail
 			}
-			quiet = true
+			silence.Reset(hb)
 		case <-ctx.Done():
 			return outcomeGone
 		case <-st.s.done:
