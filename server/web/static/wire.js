@@ -36,6 +36,10 @@ export const QueryRange = "range";
 export const QueryVersion = "v";
 // QueryEncoding lists the codecs the client decodes, comma-separated.
 export const QueryEncoding = "encoding";
+// QueryFollow, "1", follows a file still being written: the stream (or
+// the manifest) covers the blocks complete so far and grows with the
+// file until it is complete.
+export const QueryFollow = "follow";
 
 // Field names of the block event's JSON payload, in the order the server
 // writes them (see Encoder.FrameWith and ParseFrame).
@@ -69,7 +73,7 @@ export const FilePaths = Object.freeze(["/sse/", "/files/", "/manifest/"]);
 
 // ReservedQuery are the query parameters a client sets itself on every
 // request; a URL a user gives keeps its other parameters (a signature, say).
-export const ReservedQuery = Object.freeze(["v", "lastEventId", "range", "encoding"]);
+export const ReservedQuery = Object.freeze(["v", "lastEventId", "range", "encoding", "follow"]);
 
 // Meta is the payload of the meta event: the file version and the byte span
 // [Start, End) whose blocks this response sends.
@@ -80,6 +84,7 @@ export const Meta = Object.freeze({
   ETag: "etag",
   Start: "start",
   End: "end",
+  Live: "live",
 });
 
 // End is the payload of the end event: the digests of the whole file, which
@@ -103,6 +108,7 @@ export const Manifest = Object.freeze({
   ETag: "etag",
   Hashes: "hashes",
   Weak: "weak",
+  Live: "live",
   XXH3128: "xxh3_128",
   SHA256: "sha256",
 });
