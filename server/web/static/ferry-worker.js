@@ -13,17 +13,24 @@
 // with backoff, or fails. Following the file to another version (or trying
 // again where the servers disagree about it) is a round of the retry budget:
 // changed() backs off between rounds and fails when they are spent.
+//
+// With follow, every request carries follow=1, and a file still being
+// written is live: its meta event (or manifest) says so, its size is what
+// exists so far, the stream grows the version block by block, and the end
+// event gives the final size. A live version is pinned to its live etag;
+// a 412 there means the file was truncated or replaced: replaced().
 // docs/BROWSER.md describes it in prose.
 import { createXXHash3, createXXHash128, createSHA256 } from "./hashes.js";
 import { openStore } from "./storage.js";
 import {
   End, EventBlock, EventEnd, EventMeta, FieldData, FieldEncoding, FieldHash, FieldLength, FieldOffset, Gzip, Identity,
-  Manifest, Meta, QueryEncoding, QueryLastEventID, QueryRange, QueryVersion, read,
+  Manifest, Meta, QueryEncoding, QueryFollow, QueryLastEventID, QueryRange, QueryVersion, read,
 } from "./wire.js";
 
 const FLUSH_BYTES = 64 << 20; // flush the data file at least this often
 const FLUSH_MS = 2000; // … or after this long
 const PROGRESS_MS = 100; // at most one progress message per this long
+const GROWN_MS = 250; // a growing version's header tells its size at least this often
 const MAX_BACKOFF_MS = 30000;
 const AUTO_RETRIES = 3; // browser reconnects without progress before diagnose()
 const DEFAULT_RETRIES = 5; // version rounds of a download, as ferry get's --retries
@@ -36,6 +43,10 @@ const enc = new TextEncoder();
 // FerryError codes; ferry.js turns them into Error objects with the same code.
 const NOT_FOUND = "not-found", DENIED = "denied", STORAGE_FULL = "storage-full", CHECKSUM = "checksum",
   BUSY = "busy", FAILED = "failed", CHANGED = "changed";
+
+// REPLACED is what manifest() returns when a request pinned to a live etag
+// was answered 412: the file followed was truncated, deleted or replaced.
+const REPLACED = Symbol("replaced");
 
 class FerryError extends Error {
   constructor(code, message, status = 0) {
@@ -103,12 +114,18 @@ class Job {
     this.wantSHA = !!m.sha256; // compute SHA-256 here as blocks arrive
     this.storageKind = m.storage === "memory" ? "memory" : "opfs";
     this.onChange = m.onChange === "fail" ? "fail" : "restart";
+    this.follow = !!m.follow; // ask with follow=1: a file still being written is followed
     this.rounds = new Rounds(m.retries ?? DEFAULT_RETRIES);
     this.rounds.saw(this.etag);
 
     this.size = -1; // unknown until the first meta event or manifest
     this.bs = 0;
     this.n = 0;
+    // live: the version is a live file's (a live etag: follow=1 on every
+    // request, never a range). growing: its final size is not known yet,
+    // size and n are the whole blocks known so far.
+    this.live = false;
+    this.growing = false;
     this.have = null; // bitmap of verified blocks
     this.count = 0; // verified blocks
     this.bytes = 0; // verified bytes
@@ -138,6 +155,7 @@ class Job {
     this.progressTimer = 0; // a progress message due after a burst of blocks
     this.unflushed = 0;
     this.lastFlush = performance.now();
+    this.headerAt = 0; // when the state header was written last
   }
 
   // run starts the download: storage, then resume checks, then the stream.
@@ -162,28 +180,43 @@ class Job {
   // resumeFrom picks up a download found in storage: it asks the server
   // whether the stored version is still current and re-reads every stored
   // block against the manifest, so a block is trusted only once verified.
+  // A followed live file is asked pinned to its live etag: the manifest
+  // then lists the blocks complete so far, or is the final one.
   async resumeFrom(h) {
-    this.setVersion(h.size, h.block_size, h.etag);
+    this.follow ||= !!(h.follow || h.live); // a live etag is served to follow=1 only
+    this.setVersion(h.size, h.block_size, h.etag, !!h.live, !!h.growing);
     this.store.readBitmap(this.have);
+    // A growing version's header tells the size of an earlier flush: the
+    // blocks stored after it were cut off with the data, and so are their bits.
+    const tail = this.n % 8;
+    if (tail) {
+      this.have[this.have.length - 1] &= (1 << tail) - 1;
+      this.store.writeBitmapByte(this.have, this.have.length - 1);
+    }
     const stored = popcount(this.have);
     this.log("resume", `Found ${stored} of ${this.n} blocks in storage`);
     this.setState("checking", "Checking the server for the stored version");
     const m = await this.manifest();
     if (!m) return; // diagnose() took over
+    if (m === REPLACED) return this.replaced();
     if (m.ETag !== this.etag) {
       return this.changed(m);
     }
-    this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
+    this.learn(m);
     this.setState("checking", "Verifying stored blocks");
     const kept = await this.reverify(m.Hashes);
-    this.hashes = m.Hashes;
     this.log("verified", `${kept} of ${stored} stored blocks verified; fetching ${this.n - kept} blocks`);
     this.open();
   }
 
-  // setVersion sizes the bitmap and storage for one version of the file.
-  setVersion(size, bs, etag) {
+  // setVersion sizes the bitmap and storage for one version of the file:
+  // for a live one, growing until its final size is known, the whole blocks
+  // of size.
+  setVersion(size, bs, etag, live = false, growing = live) {
+    if (growing) size -= size % bs;
     const resized = size !== this.size || bs !== this.bs;
+    this.live = live;
+    this.growing = growing;
     this.size = size;
     this.bs = bs;
     this.etag = etag;
@@ -202,6 +235,43 @@ class Job {
   blockLen(i) {
     return Math.min(this.bs, this.size - i * this.bs);
   }
+  // fits reports whether block i may have length bytes: its length in the
+  // version, or, past the blocks known of a growing version, a whole block
+  // or the short last one (its hash then decides).
+  fits(i, length) {
+    if (i < this.n) return length === this.blockLen(i);
+    return this.growing && Number.isInteger(length) && length >= 1 && length <= this.bs;
+  }
+  // grow extends a growing version to its verified block i of length
+  // bytes; a short block is the last, and fixes the final size. The bitmap
+  // doubles when it is full; the data file grows with its writes.
+  grow(i, length) {
+    this.n = i + 1;
+    this.size = i * this.bs + length;
+    if (length < this.bs) this.growing = false;
+    if (this.reserve(this.n)) this.store.truncate(this.size, this.bs, this.have.length);
+    // A reload keeps the blocks of the size in the header.
+    if (performance.now() - this.headerAt >= GROWN_MS) this.writeHeader("active");
+  }
+  // finalize fixes the size of a growing version at its final size, from
+  // the end event or the meta or manifest of the completed file.
+  finalize(size) {
+    this.growing = false;
+    this.size = size;
+    this.n = Math.ceil(size / this.bs);
+    this.reserve(this.n);
+    this.store.truncate(size, this.bs, this.have.length);
+    this.writeHeader("active");
+  }
+  // reserve makes room in the bitmap for n blocks, doubling it; it reports
+  // whether it had to.
+  reserve(n) {
+    if (this.have.length * 8 >= n) return false;
+    const bits = new Uint8Array(Math.max(2 * this.have.length, Math.ceil(n / 8)));
+    bits.set(this.have);
+    this.have = bits;
+    return true;
+  }
   bit(i) {
     return (this.have[i >> 3] >> (i & 7)) & 1;
   }
@@ -212,9 +282,11 @@ class Job {
   }
 
   writeHeader(status) {
+    this.headerAt = performance.now();
     this.store.writeHeader({
       path: this.path, url: this.withQuery(this.url), etag: this.etag, size: this.size,
       block_size: this.bs, status, xxh3_128: this.expect?.xxh3_128 ?? "", sha256: this.expect?.sha256 ?? "",
+      follow: this.follow || undefined, live: this.live || undefined, growing: this.growing || undefined,
       updated: new Date().toISOString(),
     });
   }
@@ -257,8 +329,8 @@ class Job {
     this.count = this.bytes = 0;
     const sameBlocks = m.BlockSize === this.bs;
     this.expect = null;
-    this.setVersion(m.Size, m.BlockSize, m.ETag);
-    this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
+    this.setVersion(m.Size, m.BlockSize, m.ETag, !!m.Live);
+    this.expect = m.Live ? null : { xxh3_128: m.XXH3128, sha256: m.SHA256 };
     this.hashes = null;
     this.writeHeader("active");
     if (!sameBlocks) {
@@ -340,17 +412,20 @@ class Job {
     const pinned = !!this.etag && !this.unpinned;
     if (pinned) q.set(QueryVersion, this.etag);
     if (this.compress) q.set(QueryEncoding, Gzip);
+    if (this.follow) q.set(QueryFollow, "1");
     if (this.size >= 0) {
       const run = this.missing();
-      if (!run) return this.finish();
-      if (run.start > 0) q.set(QueryLastEventID, String(run.start - this.bs));
-      if (run.end < this.size) q.set(QueryRange, `${run.start}-${run.end - 1}`);
+      if (!run && !this.growing) return this.finish();
+      // A growing version with every known block held goes on after them.
+      const start = run ? run.start : this.size;
+      if (start > 0) q.set(QueryLastEventID, String(start - this.bs));
+      if (run && run.end < this.size && !this.live) q.set(QueryRange, `${run.start}-${run.end - 1}`);
     }
     const es = new EventSource(this.withQuery(this.url, q));
     this.es = es;
     this.attempt = { pinned, opened: false, etag: "", refused: false };
     this.setState("downloading", "");
-    es.addEventListener("open", () => this.guard(es, () => (this.attempt.opened = true)));
+    es.addEventListener("open", () => this.guard(es, () => this.onOpen()));
     es.addEventListener(EventMeta, (ev) => this.guard(es, () => this.onMeta(es, ev)));
     es.addEventListener(EventBlock, (ev) => this.guard(es, () => this.onBlock(es, ev)));
     es.addEventListener(EventEnd, (ev) => this.guard(es, () => this.onEnd(es, ev)));
@@ -393,23 +468,40 @@ class Job {
     }
   }
 
+  onOpen() {
+    this.attempt.opened = true;
+    // A live file's stream may stay silent until the file grows: a
+    // reconnect that is through says so at once rather than with a block.
+    if (this.live && this.state === "reconnecting") this.setState("downloading", "");
+  }
+
   onMeta(es, ev) {
     const m = read(Meta, JSON.parse(ev.data));
     this.stats.streams++;
-    this.log("stream", `Stream ${this.stats.streams} starts at byte ${m.Start}`, { start: m.Start, end: m.End, last: this.lastOffset });
+    this.log("stream", `Stream ${this.stats.streams} starts at byte ${m.Start}${m.Live ? ", live" : ""}`,
+      { start: m.Start, end: m.End, last: this.lastOffset, live: !!m.Live });
     this.attempt.etag = m.ETag;
     this.rounds.saw(m.ETag);
     if (!this.etag || this.size < 0) {
       this.checkQuota(m.Size);
-      this.setVersion(m.Size, m.BlockSize, m.ETag); // pinned from here on
+      this.setVersion(m.Size, m.BlockSize, m.ETag, !!m.Live); // pinned from here on
+      if (m.Live) this.log("live", `The file is still being written (${m.Size} bytes so far): following it as it grows`);
     } else if (m.ETag !== this.etag) {
       // A stream that was not pinned (or the browser's reconnect of one)
       // reached a server with another version: take no block of it, and
       // ask the manifest which version is current.
       this.closeStream();
+      if (this.live) {
+        // The browser's reconnect of an unpinned stream of a live file that
+        // is complete since, or replaced: the pinned manifest tells which.
+        this.log("live", `The stream now has etag ${m.ETag}, not the live ${this.etag}: asking the server whether the file is complete`);
+        return this.diagnose();
+      }
       this.rounds.confirm();
       this.log("changed", `A server has another version of the file (etag ${m.ETag}, not ${this.etag})`);
       return this.diagnose();
+    } else if (this.growing && !m.Live && m.Size >= this.size) {
+      this.finalize(m.Size); // the live file was completed since
     }
     if (this.unpinned) {
       // The refusal that unpinned the stream was not about the version.
@@ -433,7 +525,7 @@ class Job {
     const off = f[FieldOffset], length = f[FieldLength], hash = f[FieldHash], encoding = f[FieldEncoding];
     const i = off / this.bs;
     this.lastOffset = off;
-    if (k < 0 || q < 0 || !Number.isInteger(i) || i < 0 || i >= this.n || length !== this.blockLen(i) ||
+    if (k < 0 || q < 0 || !Number.isInteger(i) || i < 0 || !this.fits(i, length) ||
         ev.lastEventId !== String(off) || !/^[0-9a-f]{16}$/.test(hash)) {
       return this.corrupt(off, "malformed block event");
     }
@@ -452,10 +544,10 @@ class Job {
     const data = this.buf.subarray(0, r.written);
     switch (encoding) {
       case Identity:
-        return this.accept(i, data, hash);
+        return this.accept(i, data, hash, length);
       case Gzip:
         return gunzip(data, length).then(
-          (raw) => (es === this.es ? this.accept(i, raw, hash) : undefined),
+          (raw) => (es === this.es ? this.accept(i, raw, hash, length) : undefined),
           () => this.corrupt(off, "bad gzip data"),
         );
       default:
@@ -463,15 +555,17 @@ class Job {
     }
   }
 
-  // accept verifies one decoded block and stores it.
-  accept(i, data, hash) {
-    if (data.length !== this.blockLen(i) || this.x3.init().update(data).digest("hex") !== hash) {
+  // accept verifies one decoded block of length bytes and stores it; past
+  // the blocks known of a growing version, it grows the version.
+  accept(i, data, hash, length) {
+    if (data.length !== length || !this.fits(i, length) || this.x3.init().update(data).digest("hex") !== hash) {
       return this.corrupt(i * this.bs, "checksum mismatch");
     }
     if (this.bit(i)) {
       this.stats.duplicates++;
       return;
     }
+    if (i >= this.n) this.grow(i, length);
     this.store.write(data, i * this.bs);
     this.setBit(i, true);
     this.count++;
@@ -499,6 +593,7 @@ class Job {
   onEnd(es, ev) {
     const end = read(End, JSON.parse(ev.data));
     this.closeStream(); // or the browser reconnects forever
+    if (this.growing && end.Size >= this.size) this.finalize(end.Size);
     if (end.Size !== this.size) return this.diagnose();
     this.expect = { xxh3_128: end.XXH3128, sha256: end.SHA256 };
     this.open(); // the next missing run, or finish
@@ -530,9 +625,13 @@ class Job {
   // manifest fetches the manifest of the version the server has (not pinned:
   // one request tells the version and brings its manifest) and returns its
   // fields under their Go names (wire.js). It returns null when the request
-  // failed and diagnose() has taken over.
-  async manifest() {
-    const u = this.withQuery(this.manifestURL);
+  // failed and diagnose() has taken over. A live version's is asked pinned
+  // to its live etag, the one version of that name; REPLACED is a 412 there.
+  async manifest(pinned = this.live) {
+    const q = {};
+    if (pinned) q[QueryVersion] = this.etag;
+    if (this.follow) q[QueryFollow] = "1";
+    const u = this.withQuery(this.manifestURL, q);
     let res;
     try {
       res = await fetch(u, { cache: "no-store" });
@@ -552,6 +651,7 @@ class Job {
       }
     }
     const body = await res.json().catch(() => ({}));
+    if (res.status === 412 && pinned) return REPLACED;
     if (res.status === 404) {
       this.fail(new FerryError(NOT_FOUND, `“${this.path}” is not on the server (404).`, 404));
     } else if (res.status === 401) {
@@ -575,6 +675,7 @@ class Job {
     this.setState("checking", "Asking the server why the stream stopped");
     const m = await this.manifest();
     if (!m || this.paused || this.finished) return;
+    if (m === REPLACED) return this.replaced();
     if (this.size >= 0 && m.ETag !== this.etag) {
       if (this.onChange === "fail") {
         return this.fail(new FerryError(CHANGED, `“${this.path}” changed on the server (412).`, 412));
@@ -589,15 +690,17 @@ class Job {
         this.log("changed", this.notice);
         return this.changed(m);
       }
-      this.setVersion(m.Size, m.BlockSize, m.ETag);
+      this.setVersion(m.Size, m.BlockSize, m.ETag, !!m.Live);
     }
-    this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
-    this.hashes = m.Hashes;
-    if (a?.etag && a.etag !== this.etag) {
-      // A stream's server has another version than the manifest's.
+    this.learn(m);
+    if (a?.etag && a.etag !== this.etag && !this.live) {
+      // A stream's server has another version than the manifest's. (Not so
+      // for a live version: its manifest is pinned, so the file is still
+      // that one, and the stream was the browser's reconnect of an unpinned
+      // one, which found the file complete: reopen it pinned.)
       return this.changed(m, `a server sent etag ${a.etag}, the manifest is still ${this.etag}`);
     }
-    if (a?.refused && a.pinned) {
+    if (a?.refused && a.pinned && !this.live) {
       // A stream pinned to the manifest's version was refused: most likely
       // a 412 from a server with another version, which an EventSource
       // cannot show. The next stream goes unpinned and its meta event
@@ -620,9 +723,8 @@ class Job {
     let waiting = "The file changed on the server";
     if (m.ETag !== this.etag || this.size < 0) {
       if (this.size < 0) {
-        this.setVersion(m.Size, m.BlockSize, m.ETag);
-        this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
-        this.hashes = m.Hashes;
+        this.setVersion(m.Size, m.BlockSize, m.ETag, !!m.Live);
+        this.learn(m);
       } else {
         await this.restart(m);
       }
@@ -635,6 +737,30 @@ class Job {
       this.log("changed", `${this.notice} (${why})`);
     }
     this.wait(backoff(this.rounds.n - 1), waiting, () => this.open());
+  }
+
+  // learn takes what manifest m of the version held tells: its block
+  // hashes, and its digests unless it is a live file's manifest, which has
+  // none yet. The final manifest of a growing version fixes its size.
+  learn(m) {
+    this.hashes = m.Hashes;
+    if (m.Live) return;
+    if (this.growing) this.finalize(m.Size);
+    this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
+  }
+
+  // replaced handles a 412 to a request pinned to a live etag: the file
+  // followed was truncated, deleted or replaced. With onChange "fail" the
+  // download fails; otherwise it asks what the path holds now and restarts
+  // against it as against any change, keeping the stored blocks that still
+  // match (a new build shares few: the stream then starts again at 0).
+  async replaced() {
+    const why = `“${this.path}” was truncated, deleted or replaced on the server while it was being followed (412)`;
+    if (this.onChange === "fail") return this.fail(new FerryError(CHANGED, why + ".", 412));
+    this.log("changed", why);
+    const m = await this.manifest(false);
+    if (!m || this.paused || this.finished) return;
+    return this.changed(m);
   }
 
   retryLater(why) {
@@ -674,9 +800,10 @@ class Job {
     if (!this.expect) {
       const m = await this.manifest();
       if (!m || this.finished) return;
+      if (m === REPLACED) return this.replaced();
       if (m.ETag !== this.etag) return this.changed(m);
-      this.expect = { xxh3_128: m.XXH3128, sha256: m.SHA256 };
-      this.hashes = m.Hashes;
+      if (m.Live) return this.retryLater("The server still has the file as being written");
+      this.learn(m);
     }
     this.advanceDigest(-1, null);
     const x = this.x128.digest("hex");
@@ -795,8 +922,8 @@ class Job {
       type: "progress",
       progress: {
         state: this.state, message: this.message, notice: this.notice ?? "", wait: this.waitMs,
-        bytes: this.bytes, total: this.size, blocks: this.count, totalBlocks: this.n,
-        rate, eta: rate > 0 && this.size >= 0 ? (this.size - this.bytes) / rate : null,
+        bytes: this.bytes, total: this.growing ? -1 : this.size, blocks: this.count, totalBlocks: this.growing ? -1 : this.n,
+        live: this.growing, rate, eta: rate > 0 && this.size >= 0 && !this.growing ? (this.size - this.bytes) / rate : null,
         storage: this.storageKind, ...this.stats,
       },
     });

@@ -13,7 +13,7 @@
 // manifest beside the stream URL it is given, so a server behind a proxy's
 // sub-path works as one at the root.
 import { DIR, HEADER, PART, STATE } from "./storage.js";
-import { PathManifest, PathSSE, QueryVersion, ReservedQuery } from "./wire.js";
+import { PathManifest, PathSSE, QueryFollow, QueryVersion, ReservedQuery } from "./wire.js";
 
 /** FerryError is how a download fails; code is one of the strings below. */
 export class FerryError extends Error {
@@ -43,14 +43,16 @@ export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.get
  * may be below a prefix, /ferry/sse/<path>: its manifest is then asked at
  * /ferry/manifest/<path>), or resumes it from storage. Every query parameter of url
  * (such as the exp and sig of a signed URL) is kept on every request the
- * download makes; a v parameter pins the version unless options.etag does.
+ * download makes; a v parameter pins the version unless options.etag does,
+ * and follow=1 follows unless options.follow is false.
  *
  * Options:
  *  - onProgress(p): called about ten times a second and on every change of
  *    state with {state, message, notice, bytes, total, blocks, totalBlocks,
- *    rate (bytes/s), eta (s or null), reconnects, corrupt, duplicates,
+ *    rate (bytes/s), eta (s or null), live, reconnects, corrupt, duplicates,
  *    reused, rehashed (stored blocks read and hashed again), streams,
- *    storage}. state is one of starting, checking,
+ *    storage}. While live (a followed file still being written) total and
+ *    totalBlocks are -1 and eta is null. state is one of starting, checking,
  *    downloading, reconnecting, waiting, paused, done.
  *  - onLog(entry): a line of the download's history {t, kind, text, …}.
  *  - etag: the version to download (from /api/files); default: the version
@@ -69,6 +71,10 @@ export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.get
  *    first) and are not given back by progress. A network or server that is
  *    down is waited for without a bound.
  *  - storage: "opfs" (default, memory where OPFS is missing) or "memory".
+ *  - follow: follow a file that is still being written (default false):
+ *    every request carries follow=1, blocks are taken as the file grows,
+ *    and the file is verified and handed over once the server says it is
+ *    complete. A stored download of a live file resumes as a follow.
  *
  * @returns {Download}
  */
@@ -91,7 +97,7 @@ export class Download {
     this.path = decodeURIComponent(rel);
     // The URL's own query (a signature's exp and sig, or whatever else the
     // server put there) goes on every request, beside the module's own.
-    const { query, pin } = ownQuery(u.search);
+    const { query, pin, follow } = ownQuery(u.search);
     this.url = u.origin + u.pathname + (query ? "?" + query : "");
     this.progress = { state: "starting", bytes: 0, total: -1 };
     this.opts = opts;
@@ -109,7 +115,7 @@ export class Download {
       type: "start", url: u.origin + u.pathname, query, path: this.path,
       manifestURL: new URL("." + PathManifest + rel, root).href,
       etag: opts.etag || pin, compress: opts.compress, sha256: opts.sha256, onChange: opts.onChange, retries: opts.retries,
-      storage: opts.storage,
+      storage: opts.storage, follow: opts.follow ?? follow,
     });
   }
 
@@ -208,8 +214,10 @@ export class Result {
 
 /**
  * stored lists the downloads kept in OPFS: [{path, url, etag, size, status,
- * bytes, key}], status being active, paused or done. A download whose tab
- * was reloaded or crashed is "active": call download(url) to resume it.
+ * bytes, key, follow, growing}], status being active, paused or done; size
+ * of a growing one (a followed file still being written) is the bytes known
+ * so far. A download whose tab was reloaded or crashed is "active": call
+ * download(url) to resume it.
  */
 export async function stored() {
   if (!opfs) return [];
@@ -289,13 +297,15 @@ async function removeKey(key) {
 
 // ownQuery returns the query of a download's URL without the parameters the
 // module sets itself (ReservedQuery), unchanged when it has none of them,
-// and the version pin (QueryVersion) it carried.
+// the version pin (QueryVersion) and whether it asked to follow
+// (QueryFollow, as the server reads it).
 function ownQuery(search) {
   const q = new URLSearchParams(search);
   const pin = q.get(QueryVersion) || "";
-  if (!ReservedQuery.some((k) => q.has(k))) return { query: search.slice(1), pin };
+  const follow = ["1", "true", "yes"].includes((q.get(QueryFollow) || "").toLowerCase());
+  if (!ReservedQuery.some((k) => q.has(k))) return { query: search.slice(1), pin, follow };
   for (const k of ReservedQuery) q.delete(k);
-  return { query: q.toString(), pin };
+  return { query: q.toString(), pin, follow };
 }
 
 function basename(p) {
