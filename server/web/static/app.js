@@ -55,10 +55,15 @@ function sseURL(path) {
   return below(PathSSE + path.split("/").map(encodeURIComponent).join("/")).href;
 }
 
+// followBox is the "Wait for it" checkbox: downloads started while it is
+// checked follow files still being written.
+const followBox = $("#follow");
+
 // Card is one download on the page.
 class Card {
   constructor(path, total, url = sseURL(path)) {
     this.path = path;
+    this.follow = false; // follow the file while it is being written
     this.url = url; // the PathSSE URL, with its query (a signed link's exp and sig)
     this.total = total;
     this.log = [];
@@ -84,7 +89,7 @@ class Card {
     this.setError("");
     this.el.classList.remove("failed");
     this.dl = ferry.download(this.url, {
-      etag,
+      etag, follow: this.follow || undefined, // undefined: as the link says
       onProgress: (p) => this.show(p),
       onLog: (e) => this.addLog(e),
     });
@@ -100,17 +105,22 @@ class Card {
     el.dataset.total = p.total;
     el.dataset.reconnects = p.reconnects;
     el.dataset.corrupt = p.corrupt;
+    el.dataset.live = !!p.live;
     if (p.total >= 0) this.total = p.total;
-    $(".size", el).textContent = size(this.total);
-    $("progress", el).value = p.total > 0 ? p.bytes / p.total : p.total === 0 ? 1 : 0;
-    const parts = [`${size(p.bytes)} of ${size(p.total)}`];
-    if (p.state === "downloading" && p.rate > 0) parts.push(`${size(p.rate)}/s`, `${duration(p.eta)} left`);
+    $(".size", el).textContent = p.live ? "still being written" : size(this.total);
+    // While live the total is unknown: an indeterminate bar.
+    const bar = $("progress", el);
+    if (p.live) bar.removeAttribute("value");
+    else bar.value = p.total > 0 ? p.bytes / p.total : p.total === 0 ? 1 : 0;
+    const parts = [p.live ? `${size(p.bytes)} so far` : `${size(p.bytes)} of ${size(p.total)}`];
+    if (p.live && p.state === "downloading") parts.push(h("span", { class: "live" }, "still being written: waiting for the file to grow"));
+    if (p.state === "downloading" && p.rate > 0) parts.push(`${size(p.rate)}/s`, ...(p.live ? [] : [`${duration(p.eta)} left`]));
     if (p.state === "paused") parts.push("paused");
     if (p.state === "checking") parts.push("checking");
     if (p.reconnects) parts.push(`${p.reconnects} reconnect${p.reconnects > 1 ? "s" : ""}`);
     if (p.corrupt) parts.push(`${p.corrupt} bad block${p.corrupt > 1 ? "s" : ""} fetched again`);
     if (p.storage === "memory") parts.push("in memory");
-    $(".stats", el).textContent = parts.join(" · ");
+    $(".stats", el).replaceChildren(...parts.flatMap((x, i) => (i ? [" · ", x] : [x])));
     const notice = $(".notice", el);
     notice.hidden = !p.notice;
     notice.textContent = p.notice;
@@ -264,7 +274,10 @@ function renderFiles() {
 function startFile(f) {
   let card = downloads.get(f.Path);
   if (!card) card = new Card(f.Path, f.Size);
-  card.start(f.ETag);
+  card.follow = followBox.checked;
+  // A file still being written is listed with the etag of its size so far:
+  // a follow takes the version its stream announces instead.
+  card.start(card.follow ? undefined : f.ETag);
   renderFiles();
 }
 
@@ -288,12 +301,13 @@ async function restore() {
     if (downloads.has(e.path)) continue;
     const card = new Card(e.path, e.size, e.url || undefined); // e.url keeps a signed link's query
     card.key = e.key;
+    card.follow = !!e.follow;
     if (e.status === "done") {
       card.finished(await ferry.open(e), true);
     } else if (e.status === "active") {
       card.start(); // interrupted by a reload or a crash: carry on
     } else {
-      card.show({ state: "paused", bytes: e.bytes, total: e.size, reconnects: 0, corrupt: 0, notice: "", message: "" });
+      card.show({ state: "paused", bytes: e.bytes, total: e.growing ? -1 : e.size, live: !!e.growing, reconnects: 0, corrupt: 0, notice: "", message: "" });
       card.actions("paused");
     }
   }
@@ -332,6 +346,7 @@ function startLink() {
   const path = decodeURIComponent(u.pathname.slice(streams.pathname.length));
   const card = downloads.get(path) ?? new Card(path, -1);
   card.url = u.origin + u.pathname + u.search;
+  card.follow ||= followBox.checked; // a link's follow=1 follows too (ferry.js)
   if (!card.dl?.worker && !card.result) card.start(); // new, failed or paused: (re)start with this link
 }
 
