@@ -172,6 +172,7 @@ type siteOptions struct {
 	signKey   []byte                          // server.Config.SignKey: signed URLs, no tokens
 	tls       bool                            // HTTPS with HTTP/2, on httptest's certificate
 	wrap      func(http.Handler) http.Handler // around the server, to watch its requests
+	heartbeat time.Duration                   // server.Config.Heartbeat; default the server's
 }
 
 func startSite(t *testing.T, files map[string][]byte, plan func(n int) servertest.Fault) *site {
@@ -192,7 +193,7 @@ func startSiteWith(t *testing.T, files map[string][]byte, o siteOptions) *site {
 	}
 	lb := &logBuffer{}
 	srv, err := server.New(server.Config{
-		Root: root, BlockSize: o.blockSize, Retry: 250 * time.Millisecond, SignKey: o.signKey,
+		Root: root, BlockSize: o.blockSize, Retry: 250 * time.Millisecond, SignKey: o.signKey, Heartbeat: o.heartbeat,
 		Logger: slog.New(slog.NewJSONHandler(lb, nil)),
 	})
 	if err != nil {
