@@ -113,7 +113,7 @@ class Card {
     if (p.live) bar.removeAttribute("value");
     else bar.value = p.total > 0 ? p.bytes / p.total : p.total === 0 ? 1 : 0;
     const parts = [p.live ? `${size(p.bytes)} so far` : `${size(p.bytes)} of ${size(p.total)}`];
-    if (p.live && p.state === "downloading") parts.push(h("span", { class: "live" }, "still being written: waiting for the file to grow"));
+    if (p.live && p.state === "downloading") parts.push(h("span", { class: "live" }, "waiting for the file to grow"));
     if (p.state === "downloading" && p.rate > 0) parts.push(`${size(p.rate)}/s`, ...(p.live ? [] : [`${duration(p.eta)} left`]));
     if (p.state === "paused") parts.push("paused");
     if (p.state === "checking") parts.push("checking");
