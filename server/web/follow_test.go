@@ -192,9 +192,18 @@ func (w *writer) waitClosed(t *testing.T) time.Time {
 
 // followResult is what follow.mjs prints at the end.
 type followResult struct {
-	Card   card  `json:"card"`
-	DoneAt int64 `json:"doneAt"` // Unix ms at which the card turned done
-	Before int64 `json:"before"` // verified bytes just before the reload, if any
+	Card   card         `json:"card"`
+	DoneAt int64        `json:"doneAt"` // Unix ms at which the card turned done
+	Before int64        `json:"before"` // verified bytes just before the reload, if any
+	Module moduleResult `json:"module"` // the module's own download, in strict mode
+}
+
+// moduleResult is how a download of the module itself ended.
+type moduleResult struct {
+	State   string `json:"state"`
+	Error   string `json:"error"` // FerryError.code
+	Message string `json:"message"`
+	Status  int    `json:"status"`
 }
 
 // followRun is one run of follow: the writer's seed, env and follow.mjs's
@@ -320,4 +329,15 @@ func TestBrowserFollowTruncatedRestarts(t *testing.T) {
 		t.Errorf("notice %q, want one saying the file changed", got.Card.Notice)
 	}
 	t.Logf("changes: %+v; writer closed → page done: %v", changes, time.UnixMilli(got.DoneAt).Sub(closed))
+}
+
+func TestBrowserFollowStrictFailsOnTruncation(t *testing.T) {
+	need(t, true)
+	s := startSiteWith(t, nil, siteOptions{heartbeat: followHeartbeat})
+	const size = 4 << 20
+	got, _, _ := follow(t, s, "strict.bin", size, followRun{seed: 26, env: []string{writerRewriteEnv + "=27"}, args: []string{"strict"}})
+	m := got.Module
+	if m.State != "error" || m.Error != "changed" || m.Status != 412 || !strings.Contains(m.Message, "truncated") {
+		t.Errorf("module with onChange fail: %+v, want error changed, status 412, saying the file was truncated or replaced", m)
+	}
 }
