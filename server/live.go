@@ -450,6 +450,12 @@ var errRangeLive = errors.New("a live file is followed to its end: ask without a
 // path that does not exist yet appear within FollowWait.
 func (s *Server) resolveLive(ctx context.Context, rel, pin string, wait bool) (*tracker, error) {
 	deadline := time.Now().Add(s.cfg.FollowWait)
+	waiting := false
+	defer func() {
+		if waiting {
+			s.leave()
+		}
+	}()
 	for {
 		t, found, err := s.lookLive(rel, pin)
 		if found || err != nil || !wait {
@@ -457,6 +463,13 @@ func (s *Server) resolveLive(ctx context.Context, rel, pin string, wait bool) (*
 				err = errNotFound
 			}
 			return t, err
+		}
+		// A waiting request counts as a stream: MaxStreams bounds them too.
+		if !waiting {
+			if !s.enter() {
+				return nil, errTooManyStreams
+			}
+			waiting = true
 		}
 		if err := s.awaitName(ctx, rel, deadline); err != nil {
 			return nil, err
@@ -482,7 +495,10 @@ func (s *Server) lookLive(rel, pin string) (t *tracker, found bool, err error) {
 			}
 		}
 	}
-	if err != nil || !info.Mode().IsRegular() {
+	if err == nil && !info.Mode().IsRegular() {
+		return nil, true, errNotFound // a folder, say: nothing to wait for
+	}
+	if err != nil {
 		if pin != "" && isLiveETag(pin) {
 			return nil, true, &pinError{}
 		}

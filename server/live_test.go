@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -423,4 +425,48 @@ func TestFollowPingsWhileWaiting(t *testing.T) {
 	if pings < 3 {
 		t.Fatalf("%d pings from a live file that does not grow, want a ping per heartbeat", pings)
 	}
+}
+
+// Waiting for a file to appear is bounded like streams are: a request
+// past MaxStreams is refused at once, and a folder is not waited for.
+func TestFollowWaitBounded(t *testing.T) {
+	root := t.TempDir()
+	os.Mkdir(filepath.Join(root, "dir"), 0o755)
+	ts := startLive(t, root, Config{FollowWait: time.Minute, MaxStreams: 1})
+	if resp := get(t, sseURL(ts.URL, "dir", "follow=1")); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("follow of a folder: %d, want 404 at once", resp.StatusCode)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sseURL(ts.URL, "later.bin", "follow=1"), nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	// Once the first request waits, holding the one stream allowed, a
+	// second is refused (503) at once.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for !strings.Contains(metricsText(t, ts), "ferry_streams_open 1") {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("the waiting request is not counted as a stream within 10 s")
+		}
+	}
+	if resp := get(t, sseURL(ts.URL, "other.bin", "follow=1")); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a second waiting request: %d, want 503 past MaxStreams", resp.StatusCode)
+	}
+	cancel()
+	<-held
+}
+
+func metricsText(t *testing.T, ts *httptest.Server) string {
+	t.Helper()
+	b, _ := io.ReadAll(get(t, ts.URL+"/metrics").Body)
+	return string(b)
 }
