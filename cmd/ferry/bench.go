@@ -388,6 +388,7 @@ type benchResult struct {
 	proxied   int64   // bytes through the proxy, server to client
 	uncut     int64   // resume: bytes through a proxy for an uncut stream
 	seedRead  float64 // seed: seconds to read the seed once
+	seedCopy  float64 // seed: seconds to copy the seed to a file and sync it
 }
 
 // run runs case c once.
@@ -443,6 +444,9 @@ func (b *bench) run(ctx context.Context, c benchCase) (benchResult, error) {
 	argv := b.argv(c, "http://"+addr, file, out)
 	if c.seed {
 		if r.seedRead, err = b.readSeed(ctx, c.kind); err != nil {
+			return r, err
+		}
+		if r.seedCopy, err = b.copySeed(ctx, c.kind, out); err != nil {
 			return r, err
 		}
 	}

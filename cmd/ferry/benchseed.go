@@ -100,6 +100,31 @@ func (b *bench) readSeed(ctx context.Context, kind string) (float64, error) {
 	return time.Since(start).Seconds(), ctx.Err()
 }
 
+// copySeed copies the seed to a file beside out and syncs it, as a second
+// reference: the least that building the new file from the seed costs any
+// tool (zsync too writes its output), which reading alone leaves out.
+func (b *bench) copySeed(ctx context.Context, kind, out string) (float64, error) {
+	src, err := os.Open(b.seedPath(kind))
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	dst, err := os.Create(out + ".seedcopy")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(dst.Name())
+	defer dst.Close()
+	start := time.Now()
+	if _, err := io.Copy(dst, src); err != nil {
+		return 0, err
+	}
+	if err := dst.Sync(); err != nil {
+		return 0, err
+	}
+	return time.Since(start).Seconds(), ctx.Err()
+}
+
 // reportSeed prints what the seed case fetched against its bounds.
 func reportSeed(w io.Writer, in reportInput, c benchCase, r benchResult) {
 	changed, _ := seedEdits(in.size, in.blockSize)
@@ -115,4 +140,8 @@ func reportSeed(w io.Writer, in reportInput, c benchCase, r benchResult) {
 	rest := base.seconds * float64(r.fetched) / float64(in.size)
 	fmt.Fprintf(w, "  time: %.2f s; reading the seed once %.2f s + fetching the rest at %s's rate %.2f s = %.2f s (%s)\n",
 		r.seconds, r.seedRead, c.baseline(), rest, r.seedRead+rest, verdict(r.seconds <= r.seedRead+rest))
+	if r.seedCopy > 0 {
+		fmt.Fprintf(w, "  for reference: copying the seed (read, write, fsync) %.2f s + the rest %.2f s = %.2f s: ferry at %.2f× that\n",
+			r.seedCopy, rest, r.seedCopy+rest, r.seconds/(r.seedCopy+rest))
+	}
 }
