@@ -156,12 +156,17 @@ func (t *tracker) publish(update func(*liveSnap)) {
 // not ""), whose identity is key, starting one if there is none. A file
 // already complete whose manifest is known (done) is not read again. The
 // caller releases the tracker.
-func (l *liveFiles) follow(s *Server, key liveKey, rel, temp string, done *manifest.Manifest) (*tracker, error) {
+func (l *liveFiles) follow(s *Server, key liveKey, rel, temp string, done *manifest.Manifest, writing bool) (*tracker, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if t := l.m[key]; t != nil {
-		t.refs++
-		return t, nil
+		if snap, _ := t.snapshot(); !writing || snap.status != trackComplete {
+			t.refs++
+			return t, nil
+		}
+		// Complete, and written again: another version of the same inode.
+		delete(l.m, key)
+		l.gen[key]++
 	}
 	name := rel
 	if temp != "" {
@@ -506,21 +511,22 @@ func (s *Server) lookLive(rel, pin string) (t *tracker, found bool, err error) {
 	}
 	key := liveKeyOf(info, bs)
 	etag := s.live.etag(key)
-	switch {
-	case pin != "" && isLiveETag(pin):
-		if !matchesETag(pin, etag) {
-			return nil, true, &pinError{etag: etag}
-		}
-	case pin != "":
+	livePin := pin != "" && isLiveETag(pin)
+	if pin != "" && !livePin {
 		return nil, true, nil // pinned to an ordinary version: an ordinary request
-	case temp == "" && !s.writing(rel, info):
+	}
+	writing := temp != "" || s.writing(rel, info)
+	switch {
+	case livePin && !matchesETag(pin, etag):
+		return nil, true, &pinError{etag: etag}
+	case !livePin && !writing:
 		return nil, true, nil // complete: an ordinary request
 	}
 	var done *manifest.Manifest
-	if temp == "" && !s.writing(rel, info) { // pinned, and complete since
+	if !writing { // pinned, and complete since
 		done, _ = s.cache.Lookup(localInfo(rel, info).key(bs))
 	}
-	t, err = s.live.follow(s, key, rel, temp, done)
+	t, err = s.live.follow(s, key, rel, temp, done, writing && pin == "")
 	if err != nil {
 		return nil, true, err
 	}
