@@ -70,14 +70,7 @@ type opened struct {
 // reads the stream's meta event.
 func (d *download) open(ctx context.Context, ver version, sp span, next int64) (opened, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	q := url.Values{}
-	if ver.known() {
-		q.Set(chunker.QueryVersion, ver.ETag)
-	}
-	if !d.opts.NoCompression {
-		q.Set(chunker.QueryEncoding, chunker.S2+","+chunker.Zstd+","+chunker.Gzip)
-	}
-	u := d.ep.sse(q)
+	u := d.ep.sse(d.streamQuery(ver.ETag, false))
 	req, err := d.newRequest(ctx, u)
 	if err != nil {
 		cancel(nil)
@@ -104,6 +97,22 @@ func (d *download) open(ctx context.Context, ver version, sp span, next int64) (
 		s.close()
 	}
 	return o, err
+}
+
+// streamQuery is the query of a stream request: pinned to etag if not "",
+// the codecs the client decodes, and follow.
+func (d *download) streamQuery(etag string, follow bool) url.Values {
+	q := url.Values{}
+	if follow {
+		q.Set(chunker.QueryFollow, "1")
+	}
+	if etag != "" {
+		q.Set(chunker.QueryVersion, etag)
+	}
+	if !d.opts.NoCompression {
+		q.Set(chunker.QueryEncoding, chunker.S2+","+chunker.Zstd+","+chunker.Gzip)
+	}
+	return q
 }
 
 // answer reads the response to a stream request up to its meta event.

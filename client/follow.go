@@ -160,14 +160,7 @@ func (d *download) followStream(ctx context.Context) (stateFn, error) {
 func (d *download) openFollow(ctx context.Context) (s *stream, changed bool, err error) {
 	lv := d.live
 	ctx, cancel := context.WithCancelCause(ctx)
-	q := url.Values{chunker.QueryFollow: {"1"}}
-	if lv.etag != "" {
-		q.Set(chunker.QueryVersion, lv.etag)
-	}
-	if !d.opts.NoCompression {
-		q.Set(chunker.QueryEncoding, chunker.S2+","+chunker.Zstd+","+chunker.Gzip)
-	}
-	u := d.ep.sse(q)
+	u := d.ep.sse(d.streamQuery(lv.etag, true))
 	req, err := d.newRequest(ctx, u)
 	if err != nil {
 		cancel(nil)

@@ -47,13 +47,19 @@ func (i ObjectInfo) etag(blockSize int) string {
 
 func (f *file) Close() error { return f.obj.Close() }
 
-// open resolves the request path after prefix and opens that file.
-func (s *Server) open(r *http.Request, prefix string) (*file, error) {
+// requestRel returns the file path of a request, after prefix, relative
+// to the served root.
+func requestRel(r *http.Request, prefix string) (string, error) {
 	escaped, ok := strings.CutPrefix(r.URL.EscapedPath(), prefix)
 	if !ok {
-		return nil, errNotFound
+		return "", errNotFound
 	}
-	rel, err := cleanPath(escaped)
+	return cleanPath(escaped)
+}
+
+// open resolves the request path after prefix and opens that file.
+func (s *Server) open(r *http.Request, prefix string) (*file, error) {
+	rel, err := requestRel(r, prefix)
 	if err != nil {
 		return nil, err
 	}

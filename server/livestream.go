@@ -28,11 +28,7 @@ func (s *Server) follows(r *http.Request) bool {
 // followRequest resolves a ?follow=1 request after prefix to the tracker
 // of a live file, or to nil for a file to serve as usual.
 func (s *Server) followRequest(r *http.Request, prefix string, wait bool) (*tracker, error) {
-	escaped, ok := strings.CutPrefix(r.URL.EscapedPath(), prefix)
-	if !ok {
-		return nil, errNotFound
-	}
-	rel, err := cleanPath(escaped)
+	rel, err := requestRel(r, prefix)
 	if err != nil {
 		return nil, err
 	}

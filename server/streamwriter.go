@@ -133,12 +133,8 @@ func (st *stream) blocksOf(ctx context.Context, d *digests) string {
 		return outcomeReadFail
 	}
 	for i := st.span.start / int64(bs); i < chunker.Count(st.span.end, bs); i++ {
-		select {
-		case <-ctx.Done():
-			return outcomeGone
-		case <-st.s.done:
-			return outcomeShutdown
-		default:
+		if outcome := st.stopped(ctx); outcome != "" {
+			return outcome
 		}
 		began := time.Now()
 		off, raw, err := chunks.Block(i)
