@@ -5,7 +5,14 @@
 // The download is a state machine:
 //
 //   open storage (storage.js) → (resuming: ask the manifest, re-verify stored blocks)
+//   → (seeding: ask the manifest, copy the blocks found in older copies)
 //   → stream the missing blocks → verify the whole file → flush → done
+//
+// Seeds are files the page gives (an older copy the user has) and, kept in
+// OPFS, the finished download of the same path when the server now has
+// another version: seed.js finds the new version's blocks in them, each is
+// copied after its xxh3-64 is checked against the manifest, and only the
+// rest is streamed, as on a resume.
 //
 // with detours: a cut stream is resumed by the browser's EventSource itself
 // (it sends Last-Event-ID); when EventSource gives up, diagnose() asks the
@@ -22,6 +29,7 @@
 // docs/BROWSER.md describes it in prose.
 import { createXXHash3, createXXHash128, createSHA256 } from "./hashes.js";
 import { openStore } from "./storage.js";
+import { findBlocks } from "./seed.js";
 import {
   End, EventBlock, EventEnd, EventMeta, FieldData, FieldEncoding, FieldHash, FieldLength, FieldOffset, Gzip, Identity,
   Manifest, Meta, QueryEncoding, QueryFollow, QueryLastEventID, QueryRange, QueryVersion, read,
@@ -115,6 +123,9 @@ class Job {
     this.storageKind = m.storage === "memory" ? "memory" : "opfs";
     this.onChange = m.onChange === "fail" ? "fail" : "restart";
     this.follow = !!m.follow; // ask with follow=1: a file still being written is followed
+    this.seeds = m.follow ? [] : [...(m.seeds ?? [])]; // Blobs that may hold blocks of the version
+    this.seeding = false; // copying blocks from seeds: no stream yet
+    this.abort = null; // stops findBlocks on cancel
     this.rounds = new Rounds(m.retries ?? DEFAULT_RETRIES);
     this.rounds.saw(this.etag);
 
@@ -148,7 +159,9 @@ class Job {
     this.fails = 0; // diagnose() rounds since the last verified block
     this.autoRetries = 0; // browser reconnects since the last verified block
 
-    this.stats = { reconnects: 0, corrupt: 0, duplicates: 0, reused: 0, rehashed: 0, streams: 0 };
+    // bytesFetched: block bytes received from the network (also those
+    // dropped as duplicates or failed); bytesSeeded: copied from seeds.
+    this.stats = { reconnects: 0, corrupt: 0, duplicates: 0, reused: 0, rehashed: 0, streams: 0, bytesFetched: 0, bytesSeeded: 0 };
     this.received = 0; // block bytes accepted from the network (for the rate)
     this.samples = [];
     this.lastProgress = 0;
@@ -168,6 +181,11 @@ class Job {
       const h = this.store.readHeader();
       if (h && h.path === this.path && h.size >= 0 && h.block_size > 0) {
         await this.resumeFrom(h);
+      } else if (this.seeds.length > 0) {
+        this.log("start", `Downloading ${this.path}, looking for its blocks in ${this.seeds.length} cop${this.seeds.length > 1 ? "ies" : "y"} first`);
+        this.setState("checking", "Asking the server for the file's block hashes");
+        const m = await this.manifest();
+        if (m) await this.seed(m); // else diagnose() took over, and seeds when it has a manifest
       } else {
         this.log("start", `Downloading ${this.path}`);
         this.open();
@@ -200,12 +218,91 @@ class Job {
     if (!m) return; // diagnose() took over
     if (m === REPLACED) return this.replaced();
     if (m.ETag !== this.etag) {
+      if (h.status === "done" && !this.follow && !m.Live) {
+        // A finished earlier version: the seed of this one.
+        const old = await this.store.setAside();
+        if (old) {
+          this.log("changed", `The file changed on the server since it was downloaded; looking for its blocks in the copy kept here`);
+          this.seeds.unshift(old);
+          return this.seed(m);
+        }
+      }
       return this.changed(m);
     }
     this.learn(m);
     this.setState("checking", "Verifying stored blocks");
     const kept = await this.reverify(m.Hashes);
     this.log("verified", `${kept} of ${stored} stored blocks verified; fetching ${this.n - kept} blocks`);
+    this.open();
+  }
+
+  // seed starts the version of manifest m from the seeds: every block of it
+  // that findBlocks finds in one is read again from the seed, checked
+  // against its xxh3-64 and copied into storage; then the missing blocks are
+  // streamed, as on a resume. Nothing of an earlier state is kept.
+  async seed(m) {
+    this.seeding = true;
+    this.checkQuota(m.Size);
+    this.count = this.bytes = 0;
+    this.have = null; // a new bitmap, also on disk: the state file may be an earlier version's
+    this.setVersion(m.Size, m.BlockSize, m.ETag, false);
+    this.store.writeBitmap(this.have);
+    this.learn(m);
+    this.setState("seeding", "Looking for the file's blocks in the copy you have");
+    const want = { size: m.Size, block_size: m.BlockSize, blocks: m.Blocks, hashes: m.Hashes, weak: m.Weak };
+    const held = new Uint8Array(this.n);
+    this.abort = new AbortController();
+    const start = performance.now();
+    for (const s of this.seeds) {
+      let found;
+      try {
+        found = await findBlocks(s, want, this.x3, {
+          have: held, signal: this.abort.signal,
+          onProgress: (at) => {
+            if (performance.now() - this.lastProgress < PROGRESS_MS) return;
+            this.message = `Looking for the file's blocks in the copy you have: ${fmt(at)} of ${fmt(s.size)} read`;
+            this.progress();
+          },
+        });
+      } catch (err) {
+        if (this.finished) return;
+        this.log("seed", `A copy could not be read (${err?.message ?? err}); skipping it`);
+        continue;
+      }
+      if (this.finished) return;
+      let copied = 0;
+      for (const i of [...found.keys()].sort((a, b) => a - b)) {
+        const n = this.blockLen(i), off = found.get(i);
+        let b;
+        try {
+          b = new Uint8Array(await s.slice(off, off + n).arrayBuffer());
+        } catch {
+          break; // the file changed or went away under the page
+        }
+        if (this.finished) return;
+        if (held[i] || b.length !== n || this.x3.init().update(b).digest("hex") !== m.Hashes[i]) continue;
+        this.store.write(b, i * this.bs);
+        this.setBit(i, true);
+        held[i] = 1;
+        this.count++;
+        this.bytes += n;
+        this.unflushed += n;
+        this.stats.bytesSeeded += n;
+        copied += n;
+        this.advanceDigest(i, b);
+        if (performance.now() - this.lastProgress >= PROGRESS_MS) this.progress();
+      }
+      this.log("seeded", `${fmt(copied)} of the file found in ${s.name ? `“${s.name}”` : "the copy kept here"}`, { bytes: copied });
+    }
+    this.seeding = false;
+    this.abort = null;
+    this.seeds = [];
+    this.flush();
+    this.writeHeader(this.paused ? "paused" : "active");
+    this.log("verified", `${this.stats.bytesSeeded} of ${this.size} bytes copied from seeds in ${Math.round(performance.now() - start)} ms; fetching ${this.n - this.count} blocks`,
+      { seeded: this.stats.bytesSeeded, ms: performance.now() - start });
+    this.message = "";
+    this.progress();
     this.open();
   }
 
@@ -523,6 +620,7 @@ class Job {
       return this.corrupt(Number(ev.lastEventId), "unreadable block event");
     }
     const off = f[FieldOffset], length = f[FieldLength], hash = f[FieldHash], encoding = f[FieldEncoding];
+    if (Number.isInteger(length) && length > 0) this.stats.bytesFetched += length;
     const i = off / this.bs;
     this.lastOffset = off;
     if (k < 0 || q < 0 || !Number.isInteger(i) || i < 0 || !this.fits(i, length) ||
@@ -682,6 +780,7 @@ class Job {
       }
       return this.changed(m);
     }
+    if (this.size < 0 && this.seeds.length > 0 && !m.Live) return this.seed(m);
     if (this.size < 0) {
       this.checkQuota(m.Size);
       if (this.etag && m.ETag !== this.etag) {
@@ -822,6 +921,7 @@ class Job {
     this.store.flush();
     this.writeHeader("done");
     const blob = this.store.close();
+    await this.store.dropAside(); // the earlier version, if this one was seeded from it
     this.setState("done", "");
     this.log("done", "Verified");
     postMessage({
@@ -855,6 +955,7 @@ class Job {
     if (this.finished || !this.paused) return;
     this.paused = false;
     this.fails = 0;
+    if (this.seeding) return; // seed() streams the rest when it is done
     if (this.store && this.size >= 0) this.writeHeader("active");
     if (this.size >= 0 && this.etag) this.diagnose();
     else this.open();
@@ -862,6 +963,7 @@ class Job {
 
   async cancel() {
     this.finished = true;
+    this.abort?.abort();
     clearTimeout(this.timer);
     this.closeStream();
     await this.store?.remove();
@@ -871,6 +973,7 @@ class Job {
   fail(err) {
     if (this.finished) return;
     this.finished = true;
+    this.abort?.abort();
     clearTimeout(this.timer);
     this.closeStream();
     let code = err?.code ?? FAILED, message = err?.message ?? String(err);

@@ -12,7 +12,7 @@
 // for nothing at a fixed path: the worker is beside the module, and the
 // manifest beside the stream URL it is given, so a server behind a proxy's
 // sub-path works as one at the root.
-import { DIR, HEADER, PART, STATE } from "./storage.js";
+import { DIR, HEADER, PART, SEED, STATE } from "./storage.js";
 import { PathManifest, PathSSE, QueryFollow, QueryVersion, ReservedQuery } from "./wire.js";
 
 /** FerryError is how a download fails; code is one of the strings below. */
@@ -51,9 +51,10 @@ export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.get
  *    state with {state, message, notice, bytes, total, blocks, totalBlocks,
  *    rate (bytes/s), eta (s or null), live, reconnects, corrupt, duplicates,
  *    reused, rehashed (stored blocks read and hashed again), streams,
+ *    bytesFetched (block bytes received), bytesSeeded (copied from seeds),
  *    storage}. While live (a followed file still being written) total and
  *    totalBlocks are -1 and eta is null. state is one of starting, checking,
- *    downloading, reconnecting, waiting, paused, done.
+ *    seeding, downloading, reconnecting, waiting, paused, done.
  *  - onLog(entry): a line of the download's history {t, kind, text, …}.
  *  - etag: the version to download (from /api/files); default: the version
  *    the server sends first. Every stream is pinned to it; the manifest is
@@ -75,12 +76,22 @@ export const opfs = typeof navigator !== "undefined" && !!navigator.storage?.get
  *    every request carries follow=1, blocks are taken as the file grows,
  *    and the file is verified and handed over once the server says it is
  *    complete. A stored download of a live file resumes as a follow.
+ *  - seeds: Blobs or Files (an older copy the user picked) that may hold
+ *    blocks of the file: a download without a partial state of its own asks
+ *    the manifest, copies every block found in them (each checked against
+ *    the manifest's xxh3-64) and streams only the rest. A finished download
+ *    of the same path kept in OPFS is a seed by itself when the server now
+ *    has another version. Not with follow: a file still being written has
+ *    no full manifest to find blocks by.
  *
  * @returns {Download}
  */
 export function download(url, opts = {}) {
   if (opts.retries !== undefined && !(Number.isInteger(opts.retries) && opts.retries >= 0)) {
     throw new RangeError(`ferry: retries ${opts.retries} is not a whole number of at least 0`);
+  }
+  if (opts.seeds !== undefined && !(Array.isArray(opts.seeds) && opts.seeds.every((s) => s instanceof Blob))) {
+    throw new TypeError("ferry: seeds must be an array of Blobs or Files");
   }
   return new Download(url, opts);
 }
@@ -98,6 +109,10 @@ export class Download {
     // The URL's own query (a signature's exp and sig, or whatever else the
     // server put there) goes on every request, beside the module's own.
     const { query, pin, follow } = ownQuery(u.search);
+    const following = opts.follow ?? follow;
+    if (following && opts.seeds?.length) {
+      throw new TypeError("ferry: seeds cannot be used with follow: a file still being written has no full manifest to find its blocks by");
+    }
     this.url = u.origin + u.pathname + (query ? "?" + query : "");
     this.progress = { state: "starting", bytes: 0, total: -1 };
     this.opts = opts;
@@ -115,7 +130,7 @@ export class Download {
       type: "start", url: u.origin + u.pathname, query, path: this.path,
       manifestURL: new URL("." + PathManifest + rel, root).href,
       etag: opts.etag || pin, compress: opts.compress, sha256: opts.sha256, onChange: opts.onChange, retries: opts.retries,
-      storage: opts.storage, follow: opts.follow ?? follow,
+      storage: opts.storage, follow: following, seeds: opts.seeds ?? [],
     });
   }
 
@@ -183,6 +198,8 @@ export class Result {
     this.xxh3_128 = r.xxh3_128;
     this.storage = r.storage;
     this.stats = r.stats;
+    this.bytesFetched = r.stats?.bytesFetched ?? 0; // block bytes received from the server
+    this.bytesSeeded = r.stats?.bytesSeeded ?? 0; // bytes copied from seeds
     this.key = r.key;
     this.file = file;
     this._url = "";
@@ -290,7 +307,7 @@ async function storedFile(key, path) {
 
 async function removeKey(key) {
   const dir = await folder();
-  for (const suffix of [PART, STATE]) {
+  for (const suffix of [PART, STATE, SEED]) {
     await dir.removeEntry(key + suffix).catch(() => {});
   }
 }

@@ -21,6 +21,11 @@
 //                                 (memory) or null (OPFS: read it from DIR)
 //   remove()                      delete everything stored (may return a
 //                                 promise)
+//   setAside()                    move the data of a finished download to
+//                                 <key>SEED and start an empty data file;
+//                                 resolves with the old data as a File (a
+//                                 seed of the next version), or null
+//   dropAside()                   delete <key>SEED (may return a promise)
 //
 // A write that does not fit throws a QuotaExceededError, as the browser's
 // own do.
@@ -29,6 +34,9 @@
 // at their offsets, <key>STATE its state.
 export const DIR = "ferry";
 export const PART = ".part", STATE = ".state";
+// SEED holds a finished download's bytes while the next version of the same
+// path is built from them (setAside); it is deleted once that one is done.
+export const SEED = ".seed";
 // HEADER is the size of a .state file's header: JSON padded with spaces,
 // then one bit per block (1: verified and written).
 export const HEADER = 16384;
@@ -127,7 +135,25 @@ class OPFSStore {
     } catch {
       // already closed
     }
-    return Promise.all([this.dir.removeEntry(this.key + PART), this.dir.removeEntry(this.key + STATE)]).catch(() => {});
+    const gone = (name) => this.dir.removeEntry(name).catch(() => {});
+    return Promise.all([gone(this.key + PART), gone(this.key + STATE), gone(this.key + SEED)]);
+  }
+  async setAside() {
+    this.data.close();
+    let moved = false;
+    try {
+      await this.dir.removeEntry(this.key + SEED).catch(() => {});
+      await (await this.dir.getFileHandle(this.key + PART)).move(this.key + SEED);
+      moved = true;
+    } catch {
+      // a browser that cannot move OPFS files: no seed, the data file stays
+    }
+    this.data = await lock(await this.dir.getFileHandle(this.key + PART, { create: true }));
+    if (!moved) return null;
+    return (await this.dir.getFileHandle(this.key + SEED)).getFile();
+  }
+  dropAside() {
+    return this.dir.removeEntry(this.key + SEED).catch(() => {});
   }
 }
 
@@ -181,4 +207,8 @@ class MemoryStore {
   remove() {
     this.blocks = [];
   }
+  async setAside() {
+    return null; // nothing is kept across pages
+  }
+  dropAside() {}
 }
