@@ -59,6 +59,18 @@ function sseURL(path) {
 // checked follow files still being written.
 const followBox = $("#follow");
 
+// seedInput is "Update from a copy I have": its file is a seed of the next
+// download started, which copies the blocks it holds instead of fetching them.
+const seedInput = $("#seed");
+
+// takeSeed returns the file picked as a seed, once: [file], or undefined.
+function takeSeed() {
+  const f = seedInput.files?.[0];
+  if (!f) return undefined;
+  seedInput.value = "";
+  return [f];
+}
+
 // Card is one download on the page.
 class Card {
   constructor(path, total, url = sseURL(path)) {
@@ -84,15 +96,24 @@ class Card {
     downloads.set(path, this);
   }
 
-  // start downloads the file, resuming from storage when it is there.
-  start(etag) {
+  // start downloads the file, resuming from storage when it is there (a
+  // finished earlier version there is a seed of the new one, as are seeds).
+  start(etag, seeds) {
     this.setError("");
-    this.el.classList.remove("failed");
-    this.dl = ferry.download(this.url, {
-      etag, follow: this.follow || undefined, // undefined: as the link says
-      onProgress: (p) => this.show(p),
-      onLog: (e) => this.addLog(e),
-    });
+    this.el.classList.remove("failed", "done");
+    if (this.result) this.reset();
+    this.seedName = seeds?.[0]?.name ?? "";
+    try {
+      this.dl = ferry.download(this.url, {
+        etag, follow: this.follow || undefined, // undefined: as the link says
+        seeds,
+        onProgress: (p) => this.show(p),
+        onLog: (e) => this.addLog(e),
+      });
+    } catch (err) {
+      this.dl = null;
+      return this.failed({ code: "failed", message: err.message });
+    }
     this.actions("active");
     this.dl.done.then((r) => this.finished(r), (err) => this.failed(err));
   }
@@ -106,6 +127,7 @@ class Card {
     el.dataset.reconnects = p.reconnects;
     el.dataset.corrupt = p.corrupt;
     el.dataset.live = !!p.live;
+    el.dataset.seeded = p.bytesSeeded ?? 0;
     if (p.total >= 0) this.total = p.total;
     $(".size", el).textContent = p.live ? "still being written" : size(this.total);
     // While live the total is unknown: an indeterminate bar.
@@ -117,6 +139,8 @@ class Card {
     if (p.state === "downloading" && p.rate > 0) parts.push(`${size(p.rate)}/s`, ...(p.live ? [] : [`${duration(p.eta)} left`]));
     if (p.state === "paused") parts.push("paused");
     if (p.state === "checking") parts.push("checking");
+    if (p.state === "seeding") parts.push(p.message || "looking for the file's blocks in your copy");
+    if (p.bytesSeeded) parts.push(`${size(p.bytesSeeded)} copied from ${this.seedFrom()}`);
     if (p.reconnects) parts.push(`${p.reconnects} reconnect${p.reconnects > 1 ? "s" : ""}`);
     if (p.corrupt) parts.push(`${p.corrupt} bad block${p.corrupt > 1 ? "s" : ""} fetched again`);
     if (p.storage === "memory") parts.push("in memory");
@@ -181,6 +205,21 @@ class Card {
     this.drop();
   }
 
+  // seedFrom says where the copied bytes came from.
+  seedFrom() {
+    return this.seedName ? `“${this.seedName}”` : "the copy kept here";
+  }
+
+  // reset clears a finished card for the download of another version.
+  reset() {
+    if (this.result._url) URL.revokeObjectURL(this.result._url);
+    this.result = null;
+    delete this.el.dataset.sha256Local;
+    delete this.el.dataset.sha256;
+    $(".verified", this.el).hidden = true;
+    this.mode = "";
+  }
+
   async removeDone() {
     await this.result?.remove();
     this.drop();
@@ -207,7 +246,10 @@ class Card {
     const st = r.stats;
     $(".stats", el).textContent = [size(r.size), r.storage === "memory" ? "held in memory until you leave the page" : "kept in this browser until you remove it",
       st?.reconnects ? `${st.reconnects} reconnect${st.reconnects > 1 ? "s" : ""}` : "",
-      st?.corrupt ? `${st.corrupt} bad block${st.corrupt > 1 ? "s" : ""} fetched again` : ""].filter(Boolean).join(" · ");
+      st?.corrupt ? `${st.corrupt} bad block${st.corrupt > 1 ? "s" : ""} fetched again` : "",
+      st?.bytesSeeded ? `${size(st.bytesSeeded)} copied from ${this.seedFrom()}, ${size(st.bytesFetched)} fetched` : ""].filter(Boolean).join(" · ");
+    el.dataset.seeded = st?.bytesSeeded ?? 0;
+    el.dataset.fetched = st?.bytesFetched ?? 0;
     this.setError("");
     const local = h("span", { class: "local muted" });
     $(".verified", el).replaceChildren(
@@ -256,8 +298,11 @@ function renderFiles() {
   for (const f of files) {
     const card = downloads.get(f.Path);
     const state = card?.el.dataset.state;
-    const busy = !!card && state !== "error";
-    const label = !card || state === "error" ? "Download" : card.result ? "Downloaded" : state === "paused" ? "Paused" : "Downloading";
+    // A finished download of another version than the listed one can be
+    // updated: the copy kept here seeds the new version.
+    const stale = !!card?.result && !!f.ETag && card.result.etag !== f.ETag;
+    const busy = !!card && state !== "error" && !stale;
+    const label = !card || state === "error" ? "Download" : stale ? "Update" : card.result ? "Downloaded" : state === "paused" ? "Paused" : "Downloading";
     ul.append(h("li", { "data-path": f.Path },
       h("span", { class: "name", title: f.Path }, f.Path),
       h("span", { class: "size muted" }, size(f.Size)),
@@ -277,7 +322,7 @@ function startFile(f) {
   card.follow = followBox.checked;
   // A file still being written is listed with the etag of its size so far:
   // a follow takes the version its stream announces instead.
-  card.start(card.follow ? undefined : f.ETag);
+  card.start(card.follow ? undefined : f.ETag, takeSeed()); // with follow, seeds are refused: the card says why
   renderFiles();
 }
 
