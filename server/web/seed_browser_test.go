@@ -26,21 +26,52 @@ type seedCard struct {
 	Fetched int64  `json:"fetched,string"` // the card's data-fetched
 	Text    string `json:"text"`           // the card's line of figures
 	Log     []struct {
-		Kind   string  `json:"kind"`
-		Seeded int64   `json:"seeded"`
-		MS     float64 `json:"ms"`
+		Kind      string  `json:"kind"`
+		MS        float64 `json:"ms"`        // verified after seeding: all of it
+		FindMS    float64 `json:"findMs"`    // seeded: findBlocks over one seed
+		SeedBytes int64   `json:"seedBytes"` // seeded: that seed's size
 	} `json:"log"`
 }
 
 // seedMS returns how long the page took to find and copy the seeds'
-// blocks, from its log.
-func (c seedCard) seedMS() float64 {
+// blocks, and how long findBlocks took per MiB of seed, from its log.
+func (c seedCard) seedMS() (all, findPerMiB float64) {
+	var find float64
+	var seeds int64
 	for _, e := range c.Log {
-		if e.Kind == "verified" && e.MS > 0 {
-			return e.MS
+		switch e.Kind {
+		case "verified":
+			all = max(all, e.MS)
+		case "seeded":
+			find += e.FindMS
+			seeds += e.SeedBytes
 		}
 	}
-	return -1
+	if seeds > 0 {
+		findPerMiB = find / (float64(seeds) / (1 << 20))
+	}
+	return all, findPerMiB
+}
+
+// seedOut is what test/seed.mjs prints.
+type seedOut struct {
+	First   seedCard `json:"first"` // auto: version 1
+	Card    seedCard `json:"card"`
+	OPFS    []string `json:"opfs"`    // the downloads' OPFS folder at the end
+	Refused string   `json:"refused"` // ferry.download with seeds and follow
+}
+
+// checkOut checks what every run of seed.mjs reports beside its card: one
+// download left in OPFS, its data and state, no seed set aside, and seeds
+// with follow refused, saying why.
+func checkOut(t *testing.T, out seedOut) {
+	t.Helper()
+	if len(out.OPFS) != 2 || !strings.HasSuffix(out.OPFS[0], ".part") || !strings.HasSuffix(out.OPFS[1], ".state") {
+		t.Errorf("OPFS holds %q at the end, want one download's .part and .state", out.OPFS)
+	}
+	if !strings.HasPrefix(out.Refused, "TypeError") || !strings.Contains(out.Refused, "follow") {
+		t.Errorf("ferry.download with seeds and follow: %q, want a TypeError about follow", out.Refused)
+	}
 }
 
 // versions returns an older version of a file and a newer one: 1 % of the
@@ -121,8 +152,9 @@ func checkSeeded(t *testing.T, c seedCard, streams []streamLog, older, newer []b
 	if !strings.Contains(c.Text, "copied from") {
 		t.Errorf("the card says %q, nothing of what was copied from the seed", c.Text)
 	}
-	t.Logf("%d of %d bytes copied from the seed, %d fetched (bound %d; %d changed in %d places) in %d streams; seeding took %.0f ms (%.1f ms per MiB of seed)",
-		c.Seeded, size, c.Fetched, bound, changed, changes, len(streams), c.seedMS(), c.seedMS()/float64(len(older)>>20))
+	all, find := c.seedMS()
+	t.Logf("%d of %d bytes copied from the seed, %d fetched (bound %d; %d changed in %d places) in %d streams; seeding took %.0f ms, findBlocks %.1f ms per MiB of seed",
+		c.Seeded, size, c.Fetched, bound, changed, changes, len(streams), all, find)
 }
 
 // TestBrowserSeedFromOPFS downloads version 1 of a file, replaces it on the
@@ -137,11 +169,9 @@ func TestBrowserSeedFromOPFS(t *testing.T) {
 	if err := os.WriteFile(next, newer, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out struct {
-		First seedCard `json:"first"`
-		Card  seedCard `json:"card"`
-	}
+	var out seedOut
 	node(t, &out, "seed.mjs", s.base, "disk.img", "auto", s.root, next)
+	checkOut(t, out)
 	checkIdentical(t, "version 1", out.First.card, older)
 	if out.First.Seeded != 0 || out.First.Fetched != int64(len(older)) {
 		t.Errorf("version 1: %d bytes seeded, %d fetched, want 0 and %d", out.First.Seeded, out.First.Fetched, len(older))
@@ -164,10 +194,9 @@ func TestBrowserSeedFromFileInput(t *testing.T) {
 	if err := os.WriteFile(seed, older, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out struct {
-		Card seedCard `json:"card"`
-	}
+	var out seedOut
 	node(t, &out, "seed.mjs", s.base, "disk.img", "input", seed)
+	checkOut(t, out)
 	logged := s.log.waitStreams(t, "disk.img", 1)
 	checkSeeded(t, out.Card, logged, older, newer, changed, changes)
 	if !strings.Contains(out.Card.Text, "disk-1.0.img") {
@@ -188,10 +217,9 @@ func TestBrowserSeedHoldingNothing(t *testing.T) {
 	if err := os.WriteFile(seed, other, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out struct {
-		Card seedCard `json:"card"`
-	}
+	var out seedOut
 	node(t, &out, "seed.mjs", s.base, "disk.img", "input", seed)
+	checkOut(t, out)
 	c := out.Card
 	checkIdentical(t, "disk.img", c.card, newer)
 	if c.Seeded != 0 || c.Fetched != int64(len(newer)) {
@@ -201,5 +229,6 @@ func TestBrowserSeedHoldingNothing(t *testing.T) {
 	if sent := len(servedBlocks(logged, blockSize)); sent != len(notIn(other, newer, blockSize)) {
 		t.Errorf("server sent %d blocks, want all %d", sent, len(notIn(other, newer, blockSize)))
 	}
-	t.Logf("seeding over %d MiB that hold nothing took %.0f ms (%.1f ms per MiB)", len(other)>>20, c.seedMS(), c.seedMS()/float64(len(other)>>20))
+	all, find := c.seedMS()
+	t.Logf("seeding over %d MiB that hold nothing took %.0f ms, findBlocks %.1f ms per MiB", len(other)>>20, all, find)
 }

@@ -255,6 +255,7 @@ class Job {
     const start = performance.now();
     for (const s of this.seeds) {
       let found;
+      const t0 = performance.now();
       try {
         found = await findBlocks(s, want, this.x3, {
           have: held, signal: this.abort.signal,
@@ -270,6 +271,7 @@ class Job {
         continue;
       }
       if (this.finished) return;
+      const findMs = performance.now() - t0;
       let copied = 0;
       for (const i of [...found.keys()].sort((a, b) => a - b)) {
         const n = this.blockLen(i), off = found.get(i);
@@ -292,7 +294,7 @@ class Job {
         this.advanceDigest(i, b);
         if (performance.now() - this.lastProgress >= PROGRESS_MS) this.progress();
       }
-      this.log("seeded", `${fmt(copied)} of the file found in ${s.name ? `“${s.name}”` : "the copy kept here"}`, { bytes: copied });
+      this.log("seeded", `${fmt(copied)} of the file found in ${s.name ? `“${s.name}”` : "the copy kept here"}`, { bytes: copied, seedBytes: s.size, findMs });
     }
     this.seeding = false;
     this.abort = null;

@@ -3,11 +3,13 @@
 //
 // auto: downloads PATH, replaces it on the server (ROOT/PATH) with the file
 // NEWER, reloads the page and presses the file's Update button: the finished
-// copy kept in OPFS seeds the new version. Prints {first, card}.
+// copy kept in OPFS seeds the new version. Prints {first, card, …}.
 // input: picks SEED in "Update from a copy I have" (found by its label),
-// then downloads PATH in this fresh profile. Prints {card}.
+// then downloads PATH in this fresh profile. Prints {card, …}.
 //
-// Each card has the SHA-256 of the bytes stored in OPFS.
+// Each card has the SHA-256 of the bytes stored in OPFS. Also printed: opfs,
+// the names in the downloads' OPFS folder at the end, and refused, the error
+// of ferry.download with seeds and follow: true.
 import { run, open, clickDownload, waitDone, storedSHA256 } from "./lib.mjs";
 import { copyFileSync } from "node:fs";
 import { join } from "node:path";
@@ -29,5 +31,22 @@ await run(async (page) => {
   out.card = { ...(await waitDone(page, path)), stored: await storedSHA256(page, path) };
   // The page's own line about the copy.
   out.card.text = await page.locator(`li.dl[data-path="${path}"] .stats`).textContent();
+  // What OPFS holds now: no seed set aside is left.
+  out.opfs = await page.evaluate(async () => {
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("ferry");
+    const names = [];
+    for await (const name of dir.keys()) names.push(name);
+    return names.sort();
+  });
+  // The module refuses seeds with follow.
+  out.refused = await page.evaluate(async () => {
+    const ferry = await import("./ferry.js");
+    try {
+      ferry.download("sse/any", { follow: true, seeds: [new Blob(["x"])] });
+      return "";
+    } catch (err) {
+      return `${err.name}: ${err.message}`;
+    }
+  });
   return out;
 });
