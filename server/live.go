@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -488,6 +489,9 @@ func (s *Server) lookLive(rel, pin string) (t *tracker, found bool, err error) {
 	bs := s.cfg.BlockSize
 	temp := ""
 	info, err := s.dir.root.Stat(rel)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, true, errNotFound // a symlink out of the root, say: nothing to wait for
+	}
 	if err != nil {
 		for _, pattern := range s.cfg.FollowTemp {
 			tn := strings.ReplaceAll(pattern, "{}", rel)

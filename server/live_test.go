@@ -470,3 +470,19 @@ func metricsText(t *testing.T, ts *httptest.Server) string {
 	b, _ := io.ReadAll(get(t, ts.URL+"/metrics").Body)
 	return string(b)
 }
+
+// A follower of a symlink out of the root is answered 404 at once, as
+// without follow, not held for FollowWait.
+func TestFollowSymlinkOutIsNotWaitedFor(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	writeFile(t, outside, "secret", []byte("secret"))
+	if err := os.Symlink(filepath.Join(outside, "secret"), filepath.Join(root, "link")); err != nil {
+		t.Skip(err)
+	}
+	ts := startLive(t, root, Config{FollowWait: time.Hour})
+	for _, p := range []string{"/sse/link?follow=1", "/manifest/link?follow=1"} {
+		if resp := get(t, ts.URL+p); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+}
