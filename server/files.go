@@ -240,10 +240,15 @@ func (s *Server) notReady(c echo.Context, f *file) error {
 	if v, ok := s.hashing.Load(f.key(s.cfg.BlockSize)); ok {
 		hashed = v.(*atomic.Int64).Load()
 	}
-	size := f.info.Size
+	return answerNotReady(c, f.rel, hashed, f.info.Size)
+}
+
+// answerNotReady is the 503 of a manifest of rel still being hashed:
+// hashed of size bytes so far.
+func answerNotReady(c echo.Context, rel string, hashed, size int64) error {
 	c.Response().Header().Set("Retry-After", "1")
 	return c.JSON(http.StatusServiceUnavailable, map[string]any{
-		"error":  fmt.Sprintf("the manifest of %s is not ready: %d of %d bytes hashed", f.rel, hashed, size),
+		"error":  fmt.Sprintf("the manifest of %s is not ready: %d of %d bytes hashed", rel, hashed, size),
 		"status": http.StatusServiceUnavailable, "hashed": hashed, "size": size,
 	})
 }

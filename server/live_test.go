@@ -32,13 +32,7 @@ func startLive(t *testing.T, root string, cfg Config) *httptest.Server {
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = 200 * time.Millisecond
 	}
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(s)
-	t.Cleanup(func() { ts.Close(); s.Close() })
-	return ts
+	return startWith(t, cfg)
 }
 
 // liveEvent is one event of a followed stream, decoded.

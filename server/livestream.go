@@ -185,11 +185,7 @@ func (s *Server) liveManifest(c echo.Context, t *tracker) error {
 			if context.Cause(ctx) != errNotReady {
 				return context.Cause(ctx)
 			}
-			c.Response().Header().Set("Retry-After", "1")
-			return c.JSON(http.StatusServiceUnavailable, map[string]any{
-				"error":  fmt.Sprintf("the manifest of %s is not ready: %d of %d bytes hashed", t.rel, snap.blocks*int64(s.cfg.BlockSize), info.Size()),
-				"status": http.StatusServiceUnavailable, "hashed": snap.blocks * int64(s.cfg.BlockSize), "size": info.Size(),
-			})
+			return answerNotReady(c, t.rel, snap.blocks*int64(s.cfg.BlockSize), info.Size())
 		}
 	}
 }
