@@ -118,6 +118,7 @@ type tracker struct {
 	// The tracker goroutine's own.
 	sum    *manifest.Summer
 	grewAt time.Time
+	buf    []byte     // one block, read into by each look
 	last   []byte     // the last whole block hashed, to catch a rewrite
 	tail   *tailBlock // the short last block, hashed once complete
 }
@@ -357,9 +358,17 @@ func (t *tracker) lastStill() bool {
 		return true
 	}
 	snap, _ := t.snapshot()
-	buf := make([]byte, len(t.last))
+	buf := t.block(len(t.last))
 	_, err := t.f.ReadAt(buf, (snap.blocks-1)*int64(t.key.bs))
 	return err == nil && string(buf) == string(t.last)
+}
+
+// block returns the tracker's read buffer, n bytes long.
+func (t *tracker) block(n int) []byte {
+	if cap(t.buf) < n {
+		t.buf = make([]byte, t.key.bs)
+	}
+	return t.buf[:n]
 }
 
 // hash hashes the whole blocks between the last look and size, and the
@@ -368,7 +377,7 @@ func (t *tracker) lastStill() bool {
 func (t *tracker) hash(size int64, complete bool) bool {
 	bs := int64(t.key.bs)
 	snap, _ := t.snapshot()
-	buf := make([]byte, bs)
+	buf := t.block(int(bs))
 	for i := snap.blocks; i*bs < size; i++ {
 		n := min(bs, size-i*bs)
 		if n < bs && !complete {
