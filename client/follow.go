@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"time"
@@ -24,9 +23,6 @@ import (
 // server holds the request of a file that does not exist yet for up to its
 // --follow-wait (10 minutes unless set otherwise) before it answers.
 const followHeaderWait = 15 * time.Minute
-
-// errLiveChanged: the file followed was truncated or replaced.
-var errLiveChanged = errors.New("client: the file followed was truncated or replaced")
 
 // liveFollow is what a follow holds: every byte before next is on disk
 // and verified, block by block.
@@ -139,9 +135,6 @@ func (d *download) followStream(ctx context.Context) (stateFn, error) {
 		}
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
-		}
-		if errors.Is(err, errLiveChanged) {
-			return d.followChanged, nil
 		}
 		if err := budget.record(err); err != nil {
 			return nil, err
