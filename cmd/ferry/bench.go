@@ -33,8 +33,8 @@ import (
 // for each case, and "ferry get", "curl" or "ferry bench fetch" (a plain Go
 // GET of /files/ written to a file and synced, as ferry get does).
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "delay-line" {
-		return runDelayLine(ctx, args[1:], stderr)
+	if len(args) > 0 && args[0] == "packet-delay" {
+		return runPacketDelay(ctx, args[1:], stderr)
 	}
 	if len(args) > 0 && args[0] == "fetch" {
 		return runBenchFetch(ctx, args[1:], stderr)

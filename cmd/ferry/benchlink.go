@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,11 +94,6 @@ func (b *bench) runLink(ctx context.Context, p link.Profile, repeat int, stdout 
 		return err
 	}
 	defer l.Close()
-	// The server listens on its end of the link; with a delay, the clients
-	// reach it through a delay line on their own side, so that the
-	// server's connections cross the shaped link and see its rate (on the
-	// server's side, the delay line's buffer took half a 32 MiB file at
-	// loopback speed, and the codec policy saw a fast link).
 	addr := l.ServerIP + ":8080"
 	srv, err := harness.StartServerArgv(ctx, link.In(l.Server, b.exe, "serve", "--root", b.data, "--addr", addr,
 		"--block-size", strconv.Itoa(b.blockSize), "--log", "json", "--cache-dir", b.cache))
@@ -108,13 +103,15 @@ func (b *bench) runLink(ctx context.Context, p link.Profile, repeat int, stdout 
 	defer srv.Stop()
 	base := "http://" + addr
 	if p.RTT > 0 {
-		dl := exec.CommandContext(ctx, "ip", "netns", "exec", l.Client, b.exe, "bench", "delay-line",
-			"127.0.0.1:8000", addr, (p.RTT / 2).String())
-		if err := dl.Start(); err != nil {
+		// Until it runs, the link's packets wait in the queue unanswered
+		// and the probe below gets no answer.
+		pd := exec.CommandContext(ctx, "ip", "netns", "exec", l.Client, b.exe, "bench", "packet-delay",
+			strconv.Itoa(link.DelayQueue), (p.RTT / 2).String())
+		pd.Stderr = b.log
+		if err := pd.Start(); err != nil {
 			return err
 		}
-		defer func() { dl.Process.Kill(); dl.Wait() }()
-		base = "http://127.0.0.1:8000"
+		defer func() { pd.Process.Signal(os.Interrupt); pd.Wait() }()
 	}
 	client := func(argv ...string) []string { return link.In(l.Client, argv...) }
 	// The link is up when the client reaches the server; the time of that
@@ -180,7 +177,9 @@ func (b *bench) runLink(ctx context.Context, p link.Profile, repeat int, stdout 
 			}
 		}
 	}
-	fmt.Fprintf(stdout, "\nlink %s; measured: %v round trip (curl's first byte after connect, /healthz)\n\n", p, rtt.Round(100*time.Microsecond))
+	cc, _ := exec.Command("ip", "netns", "exec", l.Server, "sysctl", "-n", "net.ipv4.tcp_congestion_control").Output()
+	fmt.Fprintf(stdout, "\nlink %s; measured: %v round trip (curl's first byte after connect, /healthz); TCP congestion control: %s\n\n",
+		p, rtt.Round(100*time.Microsecond), strings.TrimSpace(string(cc)))
 	fmt.Fprintf(stdout, "%-28s %7s %7s %7s %8s %7s %7s %7s %6s\n", "case", "min s", "median", "max s", "MiB/s", "×http", "×curl", "×aria2", "wire")
 	for _, kind := range []string{"random", "text"} {
 		med := func(name string) float64 {
@@ -245,24 +244,23 @@ func txBytes(ns string) (int64, error) {
 	return n, nil
 }
 
-// runDelayLine is "ferry bench delay-line LISTEN TARGET ONE-WAY-DELAY": the
-// user-space delay line of a shaped link, run in the server's namespace.
-func runDelayLine(ctx context.Context, args []string, stderr io.Writer) int {
-	if len(args) != 3 {
-		fmt.Fprintln(stderr, "usage: ferry bench delay-line LISTEN TARGET DELAY")
+// runPacketDelay is "ferry bench packet-delay QUEUE ONE-WAY-DELAY": the
+// delay of a shaped link (link.PacketDelay), run in the client's
+// namespace. It stops at SIGINT or SIGTERM.
+func runPacketDelay(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) != 2 {
+		fmt.Fprintln(stderr, "usage: ferry bench packet-delay QUEUE DELAY")
 		return exitUsage
 	}
-	d, err := time.ParseDuration(args[2])
-	if err != nil {
-		fmt.Fprintf(stderr, "ferry bench delay-line: %v\n", err)
+	q, err1 := strconv.ParseUint(args[0], 10, 16)
+	d, err2 := time.ParseDuration(args[1])
+	if err := errors.Join(err1, err2); err != nil {
+		fmt.Fprintf(stderr, "ferry bench packet-delay: %v\n", err)
 		return exitUsage
 	}
-	ln, err := net.Listen("tcp", args[0])
-	if err != nil {
-		fmt.Fprintf(stderr, "ferry bench delay-line: %v\n", err)
+	if err := link.PacketDelay(ctx, uint16(q), d); err != nil {
+		fmt.Fprintf(stderr, "ferry bench packet-delay: %v\n", err)
 		return exitFailure
 	}
-	go func() { <-ctx.Done(); ln.Close() }() // exits at SIGINT/SIGTERM
-	link.DelayLine(ln, args[1], d)
 	return exitOK
 }

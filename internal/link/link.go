@@ -1,9 +1,12 @@
 // Package link sets up a shaped network link between two network
 // namespaces for ferry bench: a veth pair whose rate the kernel limits
 // (tbf), with packet loss by nftables where a profile has loss. The
-// kernels Ferry is measured on have no netem, so the round-trip delay is a
-// user-space delay line (DelayLine) in the client's namespace, in front of
-// the link, and every result says so. It needs root, ip (iproute2), tc and, for loss, nft.
+// kernels Ferry is measured on have no netem, so the round-trip delay is
+// made with NFQUEUE: iptables rules in the client's namespace queue every
+// packet crossing the link, and PacketDelay (run there as ferry bench
+// packet-delay) lets each go on after half the round trip, so that TCP
+// sees a long path. It needs root, ip and tc (iproute2), iptables for a
+// delay and nft for loss.
 package link
 
 import (
@@ -51,7 +54,7 @@ func Lookup(name string) (Profile, error) {
 func (p Profile) String() string {
 	s := fmt.Sprintf("%s: %s", p.Name, rate(p.Rate))
 	if p.RTT > 0 {
-		s += fmt.Sprintf(", %v RTT (user-space delay line)", p.RTT)
+		s += fmt.Sprintf(", %v RTT (packets held in NFQUEUE, released by a user-space timer)", p.RTT)
 	}
 	if p.Loss > 0 {
 		s += fmt.Sprintf(", %.1f %% loss (nftables, each way)", p.Loss*100)
@@ -65,6 +68,10 @@ func rate(r int64) string {
 	}
 	return fmt.Sprintf("%.0f Mbit/s", float64(r)*8/1e6)
 }
+
+// DelayQueue is the NFQUEUE number of a link's delay, in the client's
+// namespace.
+const DelayQueue = 7
 
 // Link is a shaped link set up between two namespaces.
 type Link struct {
@@ -105,6 +112,11 @@ func Setup(p Profile) (*Link, error) {
 			return nil, errors.New("a link with loss needs nft (apt-get install nftables)")
 		}
 	}
+	if p.RTT > 0 {
+		if _, err := exec.LookPath("iptables"); err != nil {
+			return nil, errors.New("a link with delay needs iptables, for NFQUEUE (apt-get install iptables)")
+		}
+	}
 	id := strconv.Itoa(os.Getpid() % 100000)
 	l := &Link{Profile: p, Server: "ferry-s" + id, Client: "ferry-c" + id, ServerIP: "10.77.0.1", ClientIP: "10.77.0.2"}
 	sv, cv := "fs"+id, "fc"+id
@@ -128,12 +140,24 @@ func Setup(p Profile) (*Link, error) {
 		steps = append(steps, []string{"tc", "-n", end[0], "qdisc", "add", "dev", end[1], "root", "tbf",
 			"rate", strconv.FormatInt(p.Rate*8, 10) + "bit", "burst", strconv.FormatInt(burst, 10), "latency", "50ms"})
 		if p.Loss > 0 {
+			// One segment per packet, as on a real path: else the loss
+			// drops a whole GSO packet of up to 45 segments at a time,
+			// and a 0.5 % loss is 45 times rarer for TCP.
+			steps = append(steps, []string{"ip", "-n", end[0], "link", "set", "dev", end[1], "gso_max_segs", "1"})
 			n := strconv.Itoa(int(p.Loss * 10000))
 			steps = append(steps,
 				[]string{"ip", "netns", "exec", end[0], "nft", "add", "table", "inet", "ferryloss"},
 				[]string{"ip", "netns", "exec", end[0], "nft", "add", "chain", "inet", "ferryloss", "in", "{ type filter hook input priority 0; }"},
 				[]string{"ip", "netns", "exec", end[0], "nft", "add", "rule", "inet", "ferryloss", "in", "iifname", end[1], "numgen", "random", "mod", "10000", "<", n, "drop"})
 		}
+	}
+	if p.RTT > 0 {
+		// Both ways through one queue: every packet is held as long, so
+		// they leave it in order.
+		q := strconv.Itoa(DelayQueue)
+		steps = append(steps,
+			In(l.Client, "iptables", "-t", "mangle", "-A", "PREROUTING", "-i", cv, "-j", "NFQUEUE", "--queue-num", q),
+			In(l.Client, "iptables", "-t", "mangle", "-A", "POSTROUTING", "-o", cv, "-j", "NFQUEUE", "--queue-num", q))
 	}
 	for _, s := range steps {
 		if err := run(s...); err != nil {
