@@ -77,7 +77,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitOK
 	}
 	cases, err := selectCases(all, *only)
-	if err != nil {
+	if err != nil && *links == "" {
 		fmt.Fprintf(stderr, "ferry bench: --only: %v (see --list)\n", err)
 		return exitUsage
 	}
@@ -103,7 +103,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	b.data, b.out, b.cache = filepath.Join(*dir, "data"), filepath.Join(*dir, "out"), filepath.Join(*dir, "cache")
 	if *links != "" {
 		fmt.Fprintf(stdout, "command: ferry %s\n", strings.Join(append([]string{"bench"}, args...), " "))
-		if err := b.runLinks(ctx, strings.Split(*links, ","), *repeat, stdout); err != nil {
+		if err := b.runLinks(ctx, strings.Split(*links, ","), *only, *repeat, stdout); err != nil {
 			return b.fail(ctx, err)
 		}
 		return exitOK
@@ -251,7 +251,7 @@ func selectCases(all []benchCase, only string) ([]benchCase, error) {
 		}
 		n := 0
 		for _, c := range all {
-			if ok, _ := path.Match(pat, c.name); ok || c.name == pat || strings.HasPrefix(c.name, pat+"/") {
+			if matchCase(pat, c.name) {
 				want[c.name], want[c.baseline()] = true, true
 				n++
 			}
@@ -267,6 +267,12 @@ func selectCases(all []benchCase, only string) ([]benchCase, error) {
 		}
 	}
 	return cs, nil
+}
+
+// matchCase says whether the --only pattern pat names the case name.
+func matchCase(pat, name string) bool {
+	ok, _ := path.Match(pat, name)
+	return ok || name == pat || strings.HasPrefix(name, pat+"/")
 }
 
 // bench is one run of the benchmark.

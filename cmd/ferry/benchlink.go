@@ -55,6 +55,20 @@ func (b *bench) linkCases() []linkCase {
 	return cs
 }
 
+// linkWanted says whether the case kind/name runs under --only: http, the
+// baseline, always does.
+func linkWanted(only, kind, name string) bool {
+	if strings.TrimSpace(only) == "" || name == "http" {
+		return true
+	}
+	for _, pat := range strings.Split(only, ",") {
+		if pat = strings.Trim(strings.TrimSpace(pat), "/"); pat != "" && matchCase(pat, kind+"/"+name) {
+			return true
+		}
+	}
+	return false
+}
+
 // linkRun is what the runs of one case measured.
 type linkRun struct {
 	seconds []float64
@@ -63,7 +77,7 @@ type linkRun struct {
 
 // runLinks measures every link case on each named link, repeat times
 // each, interleaved, and writes a table per link.
-func (b *bench) runLinks(ctx context.Context, names []string, repeat int, stdout io.Writer) error {
+func (b *bench) runLinks(ctx context.Context, names []string, only string, repeat int, stdout io.Writer) error {
 	var profiles []link.Profile
 	for _, n := range names {
 		p, err := link.Lookup(n)
@@ -81,14 +95,14 @@ func (b *bench) runLinks(ctx context.Context, names []string, repeat int, stdout
 	fmt.Fprintf(stdout, "machine: %s\nfiles:   %s each (random, text), block size %s; min/median/max of %d runs\n",
 		harness.Machine(), formatSize(b.size), formatSize(int64(b.blockSize)), repeat)
 	for _, p := range profiles {
-		if err := b.runLink(ctx, p, repeat, stdout); err != nil {
+		if err := b.runLink(ctx, p, only, repeat, stdout); err != nil {
 			return fmt.Errorf("link %s: %w", p.Name, err)
 		}
 	}
 	return nil
 }
 
-func (b *bench) runLink(ctx context.Context, p link.Profile, repeat int, stdout io.Writer) error {
+func (b *bench) runLink(ctx context.Context, p link.Profile, only string, repeat int, stdout io.Writer) error {
 	l, err := link.Setup(p)
 	if err != nil {
 		return err
@@ -150,6 +164,9 @@ func (b *bench) runLink(ctx context.Context, p link.Profile, repeat int, stdout 
 	for round := range repeat {
 		for _, kind := range []string{"random", "text"} {
 			for _, c := range cases {
+				if !linkWanted(only, kind, c.name) {
+					continue
+				}
 				name := kind + "/" + c.name
 				out := filepath.Join(b.out, kind+".bin")
 				for _, q := range []string{out, out + ".part", out + ".ferry-state", out + ".aria2"} {
@@ -196,6 +213,9 @@ func (b *bench) runLink(ctx context.Context, p link.Profile, repeat int, stdout 
 		}
 		for _, c := range cases {
 			r := results[kind+"/"+c.name]
+			if r == nil {
+				continue
+			}
 			m := median(r.seconds)
 			fmt.Fprintf(stdout, "%-28s %7.2f %7.2f %7.2f %8.1f %7s %7s %7s %6.3f\n", kind+"/"+c.name,
 				slices.Min(r.seconds), m, slices.Max(r.seconds), float64(b.size)/m/(1<<20),
