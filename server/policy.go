@@ -34,8 +34,7 @@ type codecStats struct {
 	samples int
 	// every is the codec's probe interval in blocks: probeEvery, doubled
 	// after each try that did not pay (the block did not shrink, or sending
-	// it as it is or in another codec would have been sooner), up to
-	// maxProbeEvery. Probes cost:
+	// it as it is would have been sooner), up to maxProbeEvery. Probes cost:
 	// with a zstd probe every 32nd block random data came out at 0.86x plain
 	// HTTP against 1.03x sent as it is, and log lines on loopback at 0.68x
 	// against 0.77x. The decision itself follows the link at every block
@@ -136,21 +135,6 @@ func (p *codecPolicy) leaveNs(i int) float64 {
 	return max(1.5*st.costNs, st.ratio*4/3*p.writeNs())
 }
 
-// otherNs is the time a raw byte takes to leave by the best option but
-// codec i: a codec that loses to another is probed as rarely as one that
-// loses to sending blocks as they are. (On a 50 MB/s link, where log lines
-// go out in zstd, S2's probes every 16th block were 6 % of the blocks and
-// more than 6 % of the wire.)
-func (p *codecPolicy) otherNs(i int) float64 {
-	best := p.identityNs()
-	for j, st := range p.stats {
-		if j != i && st.samples >= 2 {
-			best = min(best, p.leaveNs(j))
-		}
-	}
-	return best
-}
-
 // compressed records that codec made n bytes of raw ones in took.
 func (p *codecPolicy) compressed(codec string, raw, n int, took time.Duration) {
 	i := slices.Index(p.codecs, codec)
@@ -169,7 +153,7 @@ func (p *codecPolicy) compressed(codec string, raw, n int, took time.Duration) {
 		st.costNs, st.ratio = ewma(st.costNs, cost), ewma(st.ratio, ratio)
 	}
 	st.samples++
-	if ratio >= 0.98 || p.wB > 0 && p.leaveNs(i) >= p.otherNs(i) {
+	if ratio >= 0.98 || p.wB > 0 && p.leaveNs(i) >= p.identityNs() {
 		st.every = min(2*st.every, maxProbeEvery) // it did not pay
 	} else {
 		st.every = probeEvery
