@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"slices"
 	"time"
 
@@ -34,14 +35,16 @@ type codecStats struct {
 	samples int
 	// every is the codec's probe interval in blocks: probeEvery, doubled
 	// after each try that did not pay (the block did not shrink, or sending
-	// it as it is would have been sooner), up to maxProbeEvery. Probes cost:
+	// it as it is or in another codec would have been sooner), up to
+	// maxProbeEvery. Probes cost:
 	// with a zstd probe every 32nd block random data came out at 0.86x plain
 	// HTTP against 1.03x sent as it is, and log lines on loopback at 0.68x
 	// against 0.77x. The decision itself follows the link at every block
 	// from the live write times; probes only refresh the codec's cost and
 	// ratio. The first try of a codec pays for its buffers and is measured
-	// again on the next block. next is the block of its next probe.
-	every, next int64
+	// again on the next block. next is the block of its next probe, last
+	// the block of its latest sample.
+	every, next, last int64
 }
 
 const (
@@ -79,16 +82,23 @@ func (p *codecPolicy) choose() string {
 	}
 	// The time a raw byte takes to leave, per option: compressing overlaps
 	// with sending (the socket buffer takes one block while the next is
-	// compressed), so it is the larger of the two. The compressing time
-	// counts half as much again: the client pays to decompress (a third to
-	// a quarter of it, measured), and where the client waits on its own CPU
-	// and shares the machine (ferry bench on loopback) the writes look slow
-	// although compressing takes CPU from the client; log lines went out a
-	// quarter compressed there without it, at 0.48x plain HTTP against
-	// 0.69x sent as they are.
-	best, bestNs := chunker.Identity, p.identityNs()
+	// compressed), so it is the larger of the two. Whether to compress at
+	// all counts the compressing time half as much again: the client pays
+	// to decompress (a third to a quarter of it, measured), and where the
+	// client waits on its own CPU and shares the machine (ferry bench on
+	// loopback) the writes look slow although compressing takes CPU from
+	// the client; log lines went out a quarter compressed there without
+	// it, at 0.48x plain HTTP against 0.69x sent as they are. Which codec
+	// then is a matter of their times as they are: with the penalty, zstd
+	// on the office link (3.3-4.5 ns per byte, the link leaving 4.1 for
+	// it) lost to S2 (6.6, all on the link) on a quarter to a third of
+	// the blocks, and the file took 1.28-1.41 s instead of 1.21.
+	best, bestNs := chunker.Identity, 0.0
 	for i := range p.stats {
-		if ns := p.leaveNs(i); ns < bestNs {
+		if p.leaveNs(i, 1.5) >= p.identityNs() {
+			continue // it does not pay
+		}
+		if ns := p.leaveNs(i, 1); best == chunker.Identity || ns < bestNs {
 			best, bestNs = p.codecs[i], ns
 		}
 	}
@@ -129,10 +139,11 @@ func (p *codecPolicy) linked(rate float64, full bool) {
 // sends 4 bytes per 3.
 func (p *codecPolicy) identityNs() float64 { return 4.0 / 3 * p.writeNs() }
 
-// leaveNs is the time a raw byte takes to leave with codec i.
-func (p *codecPolicy) leaveNs(i int) float64 {
+// leaveNs is the time a raw byte takes to leave with codec i, its
+// compressing time weighed by weight.
+func (p *codecPolicy) leaveNs(i int, weight float64) float64 {
 	st := p.stats[i]
-	return max(1.5*st.costNs, st.ratio*4/3*p.writeNs())
+	return max(weight*st.costNs, st.ratio*4/3*p.writeNs())
 }
 
 // compressed records that codec made n bytes of raw ones in took.
@@ -143,21 +154,42 @@ func (p *codecPolicy) compressed(codec string, raw, n int, took time.Duration) {
 	}
 	st := &p.stats[i]
 	cost, ratio := float64(took.Nanoseconds())/float64(raw), min(1, float64(n)/float64(raw))
-	switch st.samples {
-	case 0:
+	probe := p.blocks-st.last > 1 // not one of a run of blocks in this codec
+	switch {
+	case st.samples == 0:
 		st.costNs, st.ratio = cost, ratio
 		st.every, st.next = probeEvery, p.blocks+probeEvery+int64(i) // spread the codecs' probes
-	case 1:
-		st.costNs, st.ratio = cost, ewma(st.ratio, ratio) // the first try allocated
+	case st.samples == 1 || probe:
+		// The first try allocated; a probe's cost is fresher than what was
+		// measured blocks ago (a cost measured while the machine was busy
+		// would otherwise keep the codec losing for probe after probe).
+		st.costNs, st.ratio = cost, ewma(st.ratio, ratio)
 	default:
 		st.costNs, st.ratio = ewma(st.costNs, cost), ewma(st.ratio, ratio)
 	}
 	st.samples++
-	if ratio >= 0.98 || p.wB > 0 && p.leaveNs(i) >= p.identityNs() {
+	st.last = p.blocks
+	// A probe that loses to another codec did not pay either; a codec in
+	// use whose latest block lost to another is not probed more rarely for
+	// it (the decision itself moves to the other; a spike of its cost
+	// while the machine was busy kept it from the blocks for 32 and more).
+	if ratio >= 0.98 || p.wB > 0 && (p.leaveNs(i, 1.5) >= p.identityNs() || probe && p.leaveNs(i, 1) > p.otherNs(i)) {
 		st.every = min(2*st.every, maxProbeEvery) // it did not pay
 	} else {
 		st.every = probeEvery
 	}
+}
+
+// otherNs is the time a raw byte takes to leave by the best codec but i
+// (+Inf when there is none measured).
+func (p *codecPolicy) otherNs(i int) float64 {
+	best := math.Inf(1)
+	for j, st := range p.stats {
+		if j != i && st.samples >= 2 {
+			best = min(best, p.leaveNs(j, 1))
+		}
+	}
+	return best
 }
 
 // wrote records that sending n bytes of a block took this long, reading

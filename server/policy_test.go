@@ -28,6 +28,10 @@ func TestCodecPolicy(t *testing.T) {
 		{"very fast link, s2 and zstd", []codecModel{s2, zstd}, 0.3, chunker.Identity},
 		{"slow link, s2 and zstd", []codecModel{s2, zstd}, 20, chunker.Zstd},
 		{"slow link, zstd only", []codecModel{zstd}, 20, chunker.Zstd},
+		// The office link (50 MB/s) of docs/PERFORMANCE.md, with zstd's cost
+		// inside the stream, sharing two cores with the client: zstd is
+		// slower than the link but sooner than S2, which waits on it.
+		{"50 MB/s link, zstd slower than the link", []codecModel{{chunker.S2, 0.233, 1.05}, {chunker.Zstd, 0.145, 4.45}}, 21, chunker.Zstd},
 		{"slow link, incompressible", []codecModel{{chunker.S2, 1.0, 0.03}, {chunker.Zstd, 1.0, 3}}, 20, chunker.Identity},
 		{"slow link, barely compressible: 5 % less is 5 % sooner", []codecModel{{chunker.Zstd, 0.95, 3}}, 20, chunker.Zstd},
 		{"medium link, half size", []codecModel{{chunker.Zstd, 0.5, 3}}, 8, chunker.Zstd},
@@ -58,13 +62,51 @@ func TestCodecPolicy(t *testing.T) {
 				switch {
 				case tried[c.name] < 2:
 					t.Errorf("tried %s on %d blocks, want it measured at the start", c.name, tried[c.name])
-				case tt.want == chunker.Identity && tried[c.name] > 6:
-					t.Errorf("tried %s, which does not pay here, on %d blocks; want probes ever rarer", c.name, tried[c.name])
+				case c.name != tt.want && tried[c.name] > 6:
+					t.Errorf("tried %s, which loses to %s here, on %d blocks; want probes ever rarer", c.name, tt.want, tried[c.name])
 				}
 			}
 
 		})
 	}
+}
+
+// TestCodecPolicySpike: a codec in use whose cost spikes for a block (the
+// machine was busy) loses the next blocks to another, and has them back
+// at its next probe, within probeEvery blocks.
+func TestCodecPolicySpike(t *testing.T) {
+	const raw = 256 << 10
+	p := newCodecPolicy([]string{chunker.S2, chunker.Zstd})
+	costs := map[string]float64{chunker.S2: 1.05, chunker.Zstd: 3.5}
+	ratios := map[string]float64{chunker.S2: 0.233, chunker.Zstd: 0.145}
+	block := func(spike bool) string {
+		codec := p.choose()
+		if codec != chunker.Identity {
+			cost := costs[codec]
+			if spike && codec == chunker.Zstd {
+				cost = 30
+			}
+			p.compressed(codec, raw, int(ratios[codec]*raw), time.Duration(cost*raw))
+		}
+		p.wrote(raw/4, time.Duration(21*raw/4)) // 50 MB/s
+		return codec
+	}
+	for range 100 {
+		block(false)
+	}
+	if c := block(true); c != chunker.Zstd {
+		t.Fatalf("block in %s, want zstd on the office link", c)
+	}
+	if c := block(false); c != chunker.S2 {
+		t.Fatalf("block after the slow one in %s, want s2", c)
+	}
+	for n := range probeEvery + 2 {
+		if block(false) == chunker.Zstd {
+			t.Logf("zstd again after %d blocks", n)
+			return
+		}
+	}
+	t.Errorf("no zstd within %d blocks of one slow block", probeEvery+2)
 }
 
 // codecModel is how a codec behaves on the test's data.
