@@ -15,14 +15,21 @@ import (
 // TestBenchLink runs ferry bench --link dsl on a small file: the link is
 // really shaped (the round trip it measures is the profile's 30 ms, plain
 // HTTP's rate about its 50 Mbit/s) and every case has a row. It needs
-// root, ip, tc and network namespaces; without them it skips (and fails
-// under CI=true where the tools, not the privilege, are missing).
+// root, ip, tc, iptables and network namespaces; without them it skips
+// (and fails under CI=true where the tools, not the privilege, are
+// missing).
 func TestBenchLink(t *testing.T) {
 	if err := link.Check(); err != nil {
 		if os.Getenv("CI") == "true" && os.Geteuid() == 0 {
 			t.Fatalf("%v (.ci/run installs iproute2)", err)
 		}
 		t.Skip(err)
+	}
+	if _, err := exec.LookPath("iptables"); err != nil { // the dsl link's delay
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no iptables (.ci/run installs it)")
+		}
+		t.Skip("the delay of a link needs iptables (apt-get install iptables)")
 	}
 	if out, err := exec.Command("ip", "netns", "add", "ferry-probe").CombinedOutput(); err != nil {
 		t.Skipf("network namespaces are not allowed here: %s", out)
