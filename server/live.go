@@ -119,6 +119,7 @@ type tracker struct {
 	sum    *manifest.Summer
 	grewAt time.Time
 	buf    []byte     // one block, read into by each look
+	check  []byte     // one block, to read the last one again into
 	last   []byte     // the last whole block hashed, to catch a rewrite
 	tail   *tailBlock // the short last block, hashed once complete
 }
@@ -305,7 +306,10 @@ func (t *tracker) look(sig int) int {
 	if info.Size() > snap.size {
 		t.grewAt = time.Now()
 	}
-	if !t.hash(info.Size(), complete) {
+	switch t.hash(info.Size(), complete) {
+	case hashChanged:
+		return t.fail()
+	case hashStopped:
 		return trackLive // stopped, or a read failed: look again
 	}
 	if complete {
@@ -358,7 +362,10 @@ func (t *tracker) lastStill() bool {
 		return true
 	}
 	snap, _ := t.snapshot()
-	buf := t.block(len(t.last))
+	if cap(t.check) < len(t.last) {
+		t.check = make([]byte, t.key.bs)
+	}
+	buf := t.check[:len(t.last)]
 	_, err := t.f.ReadAt(buf, (snap.blocks-1)*int64(t.key.bs))
 	return err == nil && string(buf) == string(t.last)
 }
@@ -371,10 +378,23 @@ func (t *tracker) block(n int) []byte {
 	return t.buf[:n]
 }
 
+// What hash did.
+const (
+	hashDone    = iota
+	hashStopped // stopped, or a read failed
+	hashChanged // the file was truncated or written again while it read
+)
+
 // hash hashes the whole blocks between the last look and size, and the
-// short last one too if complete, publishing each. It returns false if it
-// stopped before.
-func (t *tracker) hash(size int64, complete bool) bool {
+// short last one too if complete, publishing each.
+//
+// A block read short means the file was truncated since the look began.
+// A block read in full may still be of a file truncated and written again
+// since: a writer that got past this block wrote the one before it too,
+// so that one is read again and must hold what was hashed (under load, a
+// browser follower was once handed a block of the second build as one of
+// the first, and failed on the whole file's digest).
+func (t *tracker) hash(size int64, complete bool) int {
 	bs := int64(t.key.bs)
 	snap, _ := t.snapshot()
 	buf := t.block(int(bs))
@@ -385,11 +405,17 @@ func (t *tracker) hash(size int64, complete bool) bool {
 		}
 		select {
 		case <-t.stop:
-			return false
+			return hashStopped
 		default:
 		}
-		if _, err := t.f.ReadAt(buf[:n], i*bs); err != nil && !errors.Is(err, io.EOF) {
-			return false
+		k, err := t.f.ReadAt(buf[:n], i*bs)
+		switch {
+		case int64(k) < n && (err == nil || errors.Is(err, io.EOF)):
+			return hashChanged
+		case err != nil && !errors.Is(err, io.EOF):
+			return hashStopped
+		case !t.lastStill():
+			return hashChanged
 		}
 		raw := buf[:n]
 		h, w := manifest.Hash(chunker.Hash(raw)), chunker.Weak(raw)
@@ -403,7 +429,7 @@ func (t *tracker) hash(size int64, complete bool) bool {
 			s.hashes, s.weak, s.blocks = append(s.hashes, h), append(s.weak, w), i+1
 		})
 	}
-	return true
+	return hashDone
 }
 
 // complete publishes the final manifest, and puts it in the server's

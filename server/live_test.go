@@ -480,3 +480,52 @@ func TestFollowSymlinkOutIsNotWaitedFor(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackerCatchesRewriteWhileHashing: the file is truncated and
+// written again (another build, longer than what was hashed) between a
+// look's checks and its reads. The tracker must not hash the second
+// build's blocks as the first's, nor hash a block read short.
+func TestTrackerCatchesRewriteWhileHashing(t *testing.T) {
+	build := func(seed byte, n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = seed + byte(i*7/liveBS)
+		}
+		return b
+	}
+	for _, tt := range []struct {
+		name     string
+		rewrite    []byte // the file when the look reads it
+		wantHash   int
+		wantBlocks int64 // published after the look
+	}{
+		{"written again past what was hashed", build(100, 6*liveBS), hashChanged, 2},
+		{"shorter than the size looked at", build(1, 3*liveBS+10), hashChanged, 3},
+		{"grown as it was", build(1, 6*liveBS), hashDone, 6},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "f")
+			if err := os.WriteFile(path, build(1, 2*liveBS), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			tr := &tracker{key: liveKey{bs: liveBS}, f: f, wake: make(chan struct{}), stop: make(chan struct{}), sum: manifest.NewSummer()}
+			if got := tr.hash(2*liveBS, false); got != hashDone {
+				t.Fatalf("first look: %d, want %d", got, hashDone)
+			}
+			if err := os.WriteFile(path, tt.rewrite, 0o644); err != nil { // truncates, then writes
+				t.Fatal(err)
+			}
+			if got := tr.hash(6*liveBS, false); got != tt.wantHash {
+				t.Errorf("look after the rewrite: %d, want %d", got, tt.wantHash)
+			}
+			if snap, _ := tr.snapshot(); snap.blocks != tt.wantBlocks {
+				t.Errorf("published %d blocks, want %d", snap.blocks, tt.wantBlocks)
+			}
+		})
+	}
+}
