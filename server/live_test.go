@@ -494,7 +494,7 @@ func TestTrackerCatchesRewriteWhileHashing(t *testing.T) {
 		return b
 	}
 	for _, tt := range []struct {
-		name     string
+		name       string
 		rewrite    []byte // the file when the look reads it
 		wantHash   int
 		wantBlocks int64 // published after the look
