@@ -362,20 +362,20 @@ func (t *tracker) lastStill() bool {
 		return true
 	}
 	snap, _ := t.snapshot()
-	if cap(t.check) < len(t.last) {
-		t.check = make([]byte, t.key.bs)
-	}
-	buf := t.check[:len(t.last)]
+	buf := t.blockIn(&t.check, len(t.last))
 	_, err := t.f.ReadAt(buf, (snap.blocks-1)*int64(t.key.bs))
 	return err == nil && string(buf) == string(t.last)
 }
 
 // block returns the tracker's read buffer, n bytes long.
-func (t *tracker) block(n int) []byte {
-	if cap(t.buf) < n {
-		t.buf = make([]byte, t.key.bs)
+func (t *tracker) block(n int) []byte { return t.blockIn(&t.buf, n) }
+
+// blockIn returns *b, made a block long if it is shorter, cut to n bytes.
+func (t *tracker) blockIn(b *[]byte, n int) []byte {
+	if cap(*b) < n {
+		*b = make([]byte, t.key.bs)
 	}
-	return t.buf[:n]
+	return (*b)[:n]
 }
 
 // What hash did.
