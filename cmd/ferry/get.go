@@ -70,8 +70,15 @@ func (c *clientFlags) client(stderr io.Writer) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	header := c.headers.h.Clone()
+	if header == nil {
+		header = http.Header{}
+	}
+	if header.Get("User-Agent") == "" {
+		header.Set("User-Agent", userAgent())
+	}
 	return &client.Client{
-		Header: c.headers.h, Token: os.Getenv("FERRY_TOKEN"), TLSConfig: tlsConfig,
+		Header: header, Token: os.Getenv("FERRY_TOKEN"), TLSConfig: tlsConfig,
 		Retries: retries, IdleTimeout: c.idleTimeout, ConnectTimeout: c.connectTimeout,
 	}, nil
 }

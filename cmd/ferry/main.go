@@ -5,6 +5,7 @@
 //	ferry get URL [-o FILE] [--parallel N] [--checksum sha256:HEX] [--json]
 //	ferry verify FILE URL
 //	ferry gen --size 1GiB [--seed 1] [--kind random|text] -o FILE
+//	ferry version
 //
 // Run "ferry help" or "ferry COMMAND -h" for the flags of each command.
 package main
@@ -52,6 +53,7 @@ func commands() []command {
 		{"demo", "serve the sample files and download them through a cutting proxy", runDemo},
 		{"gen", "write a deterministic sample file (random or text)", runGen},
 		{"bench", "measure ferry against plain HTTP on this machine", runBench},
+		{"version", "print ferry's version", runVersion},
 	}
 }
 
@@ -121,6 +123,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return exitOK
+	}
+	if args[0] == "--version" {
+		return runVersion(ctx, nil, stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {

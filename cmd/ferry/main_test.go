@@ -16,7 +16,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -479,5 +481,62 @@ func TestDemo(t *testing.T) {
 	}
 	if n := strings.Count(stdout, " yes  "); n != 7 {
 		t.Errorf("%d files verified, want the 7 of testdata:\n%s", n, stdout)
+	}
+}
+
+// TestVersion: "ferry version" and "ferry --version" name the binary's
+// version and Go's; requests say they come from ferry unless -H says
+// otherwise.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, stdout, stderr := ferry(t, args...)
+		if code != 0 || !strings.HasPrefix(stdout, "ferry ") || !strings.Contains(stdout, runtime.Version()) {
+			t.Errorf("ferry %v: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
+		}
+	}
+	if code, _, _ := ferry(t, "version", "extra"); code != exitUsage {
+		t.Errorf("ferry version extra: exit %d, want %d", code, exitUsage)
+	}
+
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "f.bin"), randomData(3, 3*testBS), 0o644)
+	srv, err := server.New(server.Config{Root: root, BlockSize: testBS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var agents []string
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		agents = append(agents, r.UserAgent())
+		mu.Unlock()
+		srv.ServeHTTP(w, r)
+	}))
+	defer func() { ts.Close(); srv.Close() }()
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "ferry/"},
+		{[]string{"-H", "User-Agent: ci-job/7"}, "ci-job/7"},
+	} {
+		mu.Lock()
+		agents = nil
+		mu.Unlock()
+		args := append([]string{"get", ts.URL + "/sse/f.bin", "-o", filepath.Join(dir, "f.bin"), "--force"}, c.args...)
+		if code, _, stderr := ferry(t, args...); code != 0 {
+			t.Fatalf("ferry %v: exit %d\n%s", args, code, stderr)
+		}
+		mu.Lock()
+		for _, a := range agents {
+			if !strings.HasPrefix(a, c.want) {
+				t.Errorf("ferry %v sent User-Agent %q, want %s…", args, a, c.want)
+			}
+		}
+		if len(agents) == 0 {
+			t.Errorf("ferry %v: no request reached the server", args)
+		}
+		mu.Unlock()
 	}
 }
