@@ -3,11 +3,14 @@ package chunker
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/klauspost/compress/zstd"
 )
 
 func randomBytes(seed uint64, n int) []byte {
@@ -298,4 +301,68 @@ func FuzzParseFrame(f *testing.F) {
 			t.Fatalf("Decode returned %d bytes hashing to %x for a frame of %d bytes and hash %x", len(raw), Hash(raw), fr.Length, fr.Hash)
 		}
 	})
+}
+
+// logLines returns n bytes of varied log lines, which the slower zstd
+// level compresses better than the fastest.
+func logLines(n int) []byte {
+	var b bytes.Buffer
+	r := rand.New(rand.NewPCG(7, 7))
+	levels := []string{"INFO", "WARN", "DEBUG"}
+	for b.Len() < n {
+		fmt.Fprintf(&b, "2026-11-23T10:%02d:%02d.%06dZ %s ferry: served block %d of file-%d.bin to 10.0.%d.%d in %d µs\n",
+			r.IntN(60), r.IntN(60), r.IntN(1000000), levels[r.IntN(3)], r.IntN(4096), r.IntN(50), r.IntN(256), r.IntN(256), r.IntN(90000))
+	}
+	return b.Bytes()[:n]
+}
+
+// TestSetEffort: with SetEffort, zstd blocks come out smaller and decode
+// to the same bytes, while a slower encoder is free; with all of them in
+// use, at the fastest level, as without it.
+func TestSetEffort(t *testing.T) {
+	raw := logLines(DefaultBlockSize)
+	e := NewEncoders(Zstd, true)
+	fast := len(e.FrameWith(0, raw, Hash(raw), Zstd))
+	if e.LastSlower() {
+		t.Fatal("LastSlower without SetEffort")
+	}
+	e.SetEffort(true)
+	frame := e.FrameWith(0, raw, Hash(raw), Zstd)
+	if !e.LastSlower() || len(frame) >= fast {
+		t.Fatalf("with SetEffort: slower %v, %d bytes against %d at the fastest level", e.LastSlower(), len(frame), fast)
+	}
+	checkFrameDecodes(t, frame, raw)
+
+	var held []*zstd.Encoder
+	for {
+		zw := takeSlowerZstd()
+		if zw == nil {
+			break
+		}
+		held = append(held, zw)
+	}
+	if len(held) > runtime.GOMAXPROCS(0) {
+		t.Errorf("%d slower encoders, want at most one per CPU", len(held))
+	}
+	frame = e.FrameWith(0, raw, Hash(raw), Zstd)
+	if e.LastSlower() || len(frame) != fast {
+		t.Errorf("with every slower encoder in use: slower %v, %d bytes, want the fastest level's %d", e.LastSlower(), len(frame), fast)
+	}
+	checkFrameDecodes(t, frame, raw)
+	for _, zw := range held {
+		slowerZstd.free <- zw
+	}
+}
+
+func checkFrameDecodes(t *testing.T, frame, raw []byte) {
+	t.Helper()
+	payload := bytes.TrimSuffix(bytes.SplitN(frame, []byte("data: "), 2)[1], []byte("\n\n"))
+	f, err := ParseFrame(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := NewDecoder().Decode(f)
+	if err != nil || !bytes.Equal(got, raw) {
+		t.Fatalf("decoding the frame: %v, equal %v", err, bytes.Equal(got, raw))
+	}
 }

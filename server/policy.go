@@ -27,6 +27,9 @@ type codecPolicy struct {
 	// linkNs is the kernel's time per byte on the wire, from its delivery
 	// rate while the send queue was full (0: none such lately).
 	linkNs float64
+	// probed: the latest choice was a codec's measurement, not the
+	// policy's decision.
+	probed bool
 }
 
 type codecStats struct {
@@ -66,17 +69,20 @@ func ewma(old, sample float64) float64 { return old + ewmaWeight*(sample-old) }
 // choose returns the codec to try on the next block, or chunker.Identity.
 func (p *codecPolicy) choose() string {
 	p.blocks++
+	p.probed = false
 	if len(p.codecs) == 0 {
 		return chunker.Identity
 	}
 	for i, st := range p.stats {
 		if st.samples < 2 {
+			p.probed = true
 			return p.codecs[i] // each is measured twice at the start
 		}
 	}
 	for i := range p.stats {
 		if st := &p.stats[i]; p.blocks >= st.next {
 			st.next = p.blocks + st.every
+			p.probed = true
 			return p.codecs[i]
 		}
 	}
@@ -103,6 +109,23 @@ func (p *codecPolicy) choose() string {
 		}
 	}
 	return best
+}
+
+// madeSlower records that the block of the latest choice went out in codec
+// at a slower level than the one the policy weighs: not a sample of its
+// cost, but a block in a run of them (the next one is no probe).
+func (p *codecPolicy) madeSlower(codec string) {
+	if i := slices.Index(p.codecs, codec); i >= 0 {
+		p.stats[i].last = p.blocks
+	}
+}
+
+// costNs is codec's measured cost per raw byte (0 before it was measured).
+func (p *codecPolicy) costNs(codec string) float64 {
+	if i := slices.Index(p.codecs, codec); i >= 0 && p.stats[i].samples > 0 {
+		return p.stats[i].costNs
+	}
+	return 0
 }
 
 // writeNs is the link's time per byte on the wire, from the blocks sent so

@@ -92,6 +92,7 @@ func (s *Server) serveStream(c echo.Context, f *file, out span, run func(*stream
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "stream",
 		slog.String("path", f.rel), slog.String("etag", f.etag), slog.Int64("start", out.start), slog.Int64("end", out.end),
 		slog.Int64("blocks", st.blocks), slog.Int64("bytes", st.bytes), slog.Any("encodings", st.byEncoding),
+		slog.Int64("zstd_slower", st.better),
 		slog.Duration("duration", time.Since(start)), slog.String("outcome", outcome), slog.String("remote", c.RealIP()))
 	return nil
 }

@@ -28,6 +28,8 @@ type stream struct {
 	blocks int64 // block events written
 	// byEncoding counts the block events written in each encoding.
 	byEncoding map[string]int64
+	effort     effort
+	better     int64 // zstd blocks made at the slower level
 }
 
 // run writes the stream and returns its outcome.
@@ -165,18 +167,36 @@ func (st *stream) blocksOf(ctx context.Context, d *digests) string {
 // the policy what it cost.
 func (st *stream) block(off int64, raw []byte, hash uint64, began time.Time) error {
 	codec := st.policy.choose()
+	// A zstd block the policy decided on (not a probe, which measures the
+	// fastest level the policy weighs) may use the time the link leaves.
+	fastNs := st.policy.costNs(chunker.Zstd)
+	more := codec == chunker.Zstd && !st.policy.probed && st.effort.more(len(raw), fastNs)
+	st.enc.SetEffort(more)
 	frame := st.enc.FrameWith(off, raw, hash, codec)
 	var took time.Duration
 	if codec != chunker.Identity {
 		var n int
 		took, n = st.enc.LastCompression()
-		st.policy.compressed(codec, len(raw), n, took)
+		if more = st.enc.LastSlower(); more {
+			st.effort.spent(len(raw), took, fastNs)
+			st.policy.madeSlower(codec)
+			st.better++
+		} else {
+			st.policy.compressed(codec, len(raw), n, took)
+		}
 	}
+	wrote := time.Now()
 	if err := st.write(frame); err != nil {
 		return err
 	}
+	st.effort.wrote(len(frame), time.Since(wrote))
 	// The whole block's wall time but for compressing: on a fast link
 	// our own CPU, on a slow one mostly waiting for the socket.
+	if more {
+		// What the slower level took beyond the fastest is time the write
+		// would have waited: the policy must still see the link as slow.
+		took = min(took, time.Duration(fastNs*float64(len(raw))))
+	}
 	st.policy.wrote(len(frame), time.Since(began)-took)
 	if st.rate != nil && st.blocks%4 == 0 {
 		st.policy.linked(st.rate())

@@ -1,0 +1,88 @@
+package server
+
+import "time"
+
+// effort spends on zstd's slower, smaller level the time a stream would
+// otherwise spend waiting for its socket. A write that waits is the link
+// being behind the stream: the time it waited beyond what a write that did
+// not wait takes (the copy into the socket buffer) is put aside as credit,
+// and a zstd block is made at the slower level when the credit covers what
+// that level costs more than the fastest. The buffer then drains while the
+// slower blocks are made and fills while the fast ones are, and the two
+// alternate, with no model of the link. A stream whose writes never wait
+// (its CPU, or the client's, is the limit) makes none.
+//
+// The credit is conservative: the waits that remain after a slower block
+// already reflect its cost, which is charged again, so on a link slower
+// than both levels about one block in eight stays at the fastest
+// (TestEffort). Two signals that looked more direct did worse on the
+// office link (50 MB/s, 20 ms), 256 MiB of log lines: the kernel's full
+// send queue (SIOCOUTQ over a quarter of SO_SNDBUF) stays set long after
+// the stream fell behind, and nearly every block went out slower and
+// CPU-bound, 1.45-1.50 s against 1.29-1.34 at the fastest level alone;
+// a slower block after each write that waited made 5-15 of 1024, as the
+// autotuned buffer grows through most of such a stream and few writes
+// wait long.
+type effort struct {
+	credit  time.Duration
+	copyNs  float64 // the fastest write per byte seen: one that did not wait
+	extraNs float64 // what the slower level costs more per raw byte (0: not measured yet)
+	blocks  int     // blocks made at the slower level
+}
+
+// maxCredit bounds the credit, so that the waits of a slow spell are not
+// all spent at once when it ends.
+const maxCredit = 20 * time.Millisecond
+
+// betterCostFactor is the slower level's cost over the fastest's until a
+// block measured it: 5.2 against 2.4 ns per byte of log lines.
+const betterCostFactor = 2.2
+
+// wrote records a write of n bytes that took this long.
+func (e *effort) wrote(n int, took time.Duration) {
+	if n <= 0 {
+		return
+	}
+	ns := float64(took) / float64(n)
+	if e.copyNs == 0 || ns < e.copyNs {
+		e.copyNs = ns
+	}
+	e.credit = min(e.credit+took-time.Duration(e.copyNs*float64(n)), maxCredit)
+}
+
+// extra is what the slower level is expected to cost more than the fastest,
+// whose cost is fastNs per byte, for raw bytes.
+func (e *effort) extra(raw int, fastNs float64) time.Duration {
+	ns := e.extraNs
+	if ns == 0 {
+		ns = (betterCostFactor - 1) * fastNs
+	}
+	return time.Duration(ns * float64(raw))
+}
+
+// more reports whether the next zstd block, of raw bytes, may be made at
+// the slower level; fastNs is the fastest level's cost per byte (0: not
+// measured yet).
+func (e *effort) more(raw int, fastNs float64) bool {
+	return fastNs > 0 && e.credit >= e.extra(raw, fastNs)
+}
+
+// spent records that the slower level took this long for raw bytes. The
+// first such block of a stream may have paid for the encoder's tables (a
+// pooled encoder has them already): it is charged what was expected.
+func (e *effort) spent(raw int, took time.Duration, fastNs float64) {
+	if raw <= 0 {
+		return
+	}
+	if e.blocks++; e.blocks == 1 {
+		e.credit -= e.extra(raw, fastNs)
+		return
+	}
+	extra := max(float64(took)/float64(raw)-fastNs, 0)
+	if e.extraNs == 0 {
+		e.extraNs = extra
+	} else {
+		e.extraNs = ewma(e.extraNs, extra)
+	}
+	e.credit -= time.Duration(extra * float64(raw))
+}
