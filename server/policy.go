@@ -120,6 +120,18 @@ func (p *codecPolicy) madeSlower(codec string) {
 	}
 }
 
+// outpaces reports whether the link is slow enough for codec made at factor
+// times its measured cost: its blocks' time on the link would still be the
+// longer.
+func (p *codecPolicy) outpaces(codec string, factor float64) bool {
+	i := slices.Index(p.codecs, codec)
+	if i < 0 || p.stats[i].samples == 0 {
+		return false
+	}
+	st := p.stats[i]
+	return st.ratio*4/3*p.writeNs() >= factor*st.costNs
+}
+
 // costNs is codec's measured cost per raw byte (0 before it was measured).
 func (p *codecPolicy) costNs(codec string) float64 {
 	if i := slices.Index(p.codecs, codec); i >= 0 && p.stats[i].samples > 0 {

@@ -179,3 +179,34 @@ func TestCodecPolicyLinkRate(t *testing.T) {
 		t.Errorf("writeNs %.1f after samples with the queue not full, want the write times' 0.3", w)
 	}
 }
+
+// TestCodecPolicyOutpaces: the slower zstd level is allowed where the
+// link's time for zstd's output is longer than the slower level takes.
+func TestCodecPolicyOutpaces(t *testing.T) {
+	const raw = 256 << 10
+	for _, tt := range []struct {
+		name    string
+		writeNs float64 // ns per wire byte
+		want    bool
+	}{
+		{"office, 50 MB/s: the fastest level just keeps the link busy", 21, false},
+		{"mobile, 20 Mbit/s", 400, true},
+		{"loopback", 0.5, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newCodecPolicy([]string{chunker.Zstd})
+			wire := raw * 145 / 1000 * 4 / 3
+			for range 4 {
+				p.choose()
+				p.compressed(chunker.Zstd, raw, raw*145/1000, time.Duration(629146)) // 2.4 ns per byte
+				p.wrote(wire, time.Duration(tt.writeNs*float64(wire)))
+			}
+			if got := p.outpaces(chunker.Zstd, betterCostFactor); got != tt.want {
+				t.Errorf("outpaces = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if p := newCodecPolicy([]string{chunker.S2}); p.outpaces(chunker.Zstd, 1) {
+		t.Error("outpaces for a codec the stream does not have")
+	}
+}

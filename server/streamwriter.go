@@ -168,9 +168,11 @@ func (st *stream) blocksOf(ctx context.Context, d *digests) string {
 func (st *stream) block(off int64, raw []byte, hash uint64, began time.Time) error {
 	codec := st.policy.choose()
 	// A zstd block the policy decided on (not a probe, which measures the
-	// fastest level the policy weighs) may use the time the link leaves.
+	// fastest level the policy weighs) may use the time the link leaves,
+	// where the link is slow enough for the slower level's cost.
 	fastNs := st.policy.costNs(chunker.Zstd)
-	more := codec == chunker.Zstd && !st.policy.probed && st.effort.more(len(raw), fastNs)
+	more := codec == chunker.Zstd && !st.policy.probed &&
+		st.policy.outpaces(codec, betterCostFactor) && st.effort.more(len(raw), fastNs)
 	st.enc.SetEffort(more)
 	frame := st.enc.FrameWith(off, raw, hash, codec)
 	var took time.Duration
