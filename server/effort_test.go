@@ -1,8 +1,13 @@
 package server
 
 import (
+	"bytes"
+	"fmt"
+	"net/http"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/chunker"
 )
 
 // TestEffort: the slower zstd level is used only with time the writes
@@ -73,7 +78,7 @@ func TestEffort(t *testing.T) {
 		e.spent(raw, slowTook, fastNs)
 		burst++
 	}
-	if burst == 0 || burst > 30 {
+	if limit := int(maxCredit/(755*time.Microsecond)) + 1; burst == 0 || burst > limit { // 755 µs: the expected extra of a block
 		t.Errorf("a wait of 1 s paid for %d slower blocks in a row, want some, capped", burst)
 	}
 	// Nothing measured of zstd yet: no slower block.
@@ -82,5 +87,82 @@ func TestEffort(t *testing.T) {
 	e.wrote(frame, time.Second)
 	if e.more(raw, 0) {
 		t.Error("a slower block before the fastest level was measured")
+	}
+}
+
+// slowWriter is a ResponseWriter behind a link of perByte per byte: each
+// write returns once the link has taken it, as a full socket buffer does.
+type slowWriter struct {
+	h       http.Header
+	perByte time.Duration
+	sent    bytes.Buffer
+}
+
+func (w *slowWriter) Header() http.Header { return w.h }
+func (w *slowWriter) WriteHeader(int)     {}
+func (w *slowWriter) Flush()              {}
+func (w *slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(time.Duration(len(p)) * w.perByte) // the link's time, not a wait for an event
+	return w.sent.Write(p)
+}
+
+// TestStreamMakesSlowerZstdBehindASlowLink: a stream whose writes wait on
+// a slow link makes zstd blocks at the slower level, and they decode to
+// the file's bytes; behind a fast one it makes none.
+func TestStreamMakesSlowerZstdBehindASlowLink(t *testing.T) {
+	s, err := New(Config{Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var lines bytes.Buffer
+	for i := 0; lines.Len() < 12*chunker.DefaultBlockSize; i++ {
+		fmt.Fprintf(&lines, "2026-12-07T10:%02d:%02d.%06dZ INFO ferry: served block %d of file-%d.bin to 10.0.%d.%d\n",
+			i%60, i*7%60, i*7919%1000000, i*31%4096, i%50, i%256, i*13%256)
+	}
+	data := lines.Bytes()
+	for _, tt := range []struct {
+		name    string
+		perByte time.Duration
+		slower  bool
+	}{
+		{"fast link", 0, false},
+		// 500 kB/s: slow enough for the slower level under the race
+		// detector too, where zstd costs 70 times as much.
+		{"500 kB/s", 2 * time.Microsecond, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &slowWriter{h: http.Header{}, perByte: tt.perByte}
+			st := &stream{s: s, w: w, rc: http.NewResponseController(w), enc: chunker.NewEncoders(chunker.Zstd, false),
+				policy: newCodecPolicy([]string{chunker.Zstd}), byEncoding: map[string]int64{}}
+			bs := chunker.DefaultBlockSize
+			for off := 0; off < len(data); off += bs {
+				raw := data[off:min(off+bs, len(data))]
+				if err := st.block(int64(off), raw, chunker.Hash(raw), time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Logf("zstd cost %.1f ns/B, ratio %.3f, link %.1f ns per wire byte, credit %v", st.policy.costNs(chunker.Zstd), st.policy.stats[0].ratio, st.policy.writeNs(), st.effort.credit)
+			if got := st.better > 0; got != tt.slower {
+				t.Errorf("%d of %d blocks at zstd's slower level, want some: %v", st.better, st.blocks, tt.slower)
+			}
+			var got []byte
+			dec := chunker.NewDecoder()
+			for _, ev := range bytes.Split(bytes.TrimSpace(w.sent.Bytes()), []byte("\n\n")) {
+				_, payload, _ := bytes.Cut(ev, []byte("data: "))
+				f, err := chunker.ParseFrame(payload)
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw, err := dec.Decode(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, raw...)
+			}
+			if !bytes.Equal(got, data) {
+				t.Errorf("the blocks decode to %d bytes that differ from the %d of the file", len(got), len(data))
+			}
+		})
 	}
 }
