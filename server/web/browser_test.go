@@ -502,10 +502,10 @@ type streamHold struct {
 	path  string
 	after int64 // bytes of the body that pass
 
-	mu   sync.Mutex
-	done bool // the first request came
-	held bool // and its response was held
-	left bool // or its client left before the handler was done
+	mu        sync.Mutex
+	done      bool // the first request came
+	held      bool // and its response was held
+	abandoned bool // or its client left before the handler was done
 }
 
 func (sh *streamHold) wrap(h http.Handler) http.Handler {
@@ -521,7 +521,7 @@ func (sh *streamHold) wrap(h http.Handler) http.Handler {
 		hw := &holdWriter{ResponseWriter: w, left: sh.after, gone: r.Context().Done(), hold: sh}
 		h.ServeHTTP(hw, r)
 		sh.mu.Lock()
-		sh.left = r.Context().Err() != nil || hw.failed
+		sh.abandoned = r.Context().Err() != nil || hw.failed
 		sh.mu.Unlock()
 	})
 }
@@ -567,7 +567,7 @@ func (sh *streamHold) wasHeld() bool {
 func (sh *streamHold) interrupted() bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return sh.held || sh.left
+	return sh.held || sh.abandoned
 }
 
 func TestBrowserErrorMessages(t *testing.T) {
